@@ -1,0 +1,81 @@
+"""What a run found, in one shape that every report (outputs, JUnit, summary) reads."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+from .models import Job, JobStatus
+
+
+class RunStatus(enum.StrEnum):
+    """The `status` output (contract)."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+    PENDING = "pending"
+    TIMED_OUT = "timed-out"
+    SKIPPED = "skipped"
+    ERROR = "error"
+
+
+@dataclass
+class JobOutcome:
+    """One job as the run saw it at the end."""
+
+    job: Job
+    observed_seconds: float = 0.0
+    artifacts_dir: str | None = None  # relative to the workspace, posix separators
+    artifact_files: int = 0
+    artifact_bytes: int = 0
+    log_tail: str = ""  # untrusted text from the server; reports must escape it
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.job.name
+
+    @property
+    def status(self) -> JobStatus:
+        return self.job.status
+
+    def skip_reason(self) -> str | None:
+        """Why JUnit marks this job skipped; None for jobs that ran to a verdict."""
+        status = self.job.status
+        if status is JobStatus.CANCELED:
+            return "canceled (a job it depends on did not succeed, or the flow was canceled)"
+        if status is JobStatus.PENDING:
+            return "pending: waiting for input"
+        if status in (JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.UNKNOWN):
+            return f"never finished (last status: {self.job.status_text})"
+        return None
+
+    def to_output_json(self) -> dict[str, Any]:
+        """One element of the `jobs` output (contract shape)."""
+        return {
+            "id": self.job.id,
+            "name": self.job.name,
+            "status": self.job.status_text,
+            "has_artifacts": self.job.has_artifacts,
+            "private": self.job.private,
+            "artifacts_dir": self.artifacts_dir,
+        }
+
+
+@dataclass
+class RunResult:
+    status: RunStatus
+    flow_name: str
+    flow_id: str | None = None
+    commit: str = ""
+    jobs: list[JobOutcome] = field(default_factory=list)
+    elapsed_seconds: float = 0.0
+    message: str = ""  # one sentence for people: what happened and what to do
+    warnings: list[str] = field(default_factory=list)
+    api_url: str = ""
+
+    @property
+    def failed_jobs(self) -> list[str]:
+        return [o.name for o in self.jobs if o.status is JobStatus.FAILED]
