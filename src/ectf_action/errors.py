@@ -198,3 +198,9 @@ def format_detail(detail: Any) -> str:
         return "; ".join(parts)
     text = str(detail)
     return text if len(text) <= 500 else text[:500] + "..."
+
+
+class Cancelled(EctfError):
+    """The operation stopped because a cancel was requested (a signal, a timeout)."""
+
+    title = "Cancelled"
