@@ -1,0 +1,464 @@
+"""The one place that speaks HTTP to the testing server.
+
+One method per endpoint. Every request has a connect and a read timeout. Idempotent
+requests are retried by urllib3's `Retry` mounted on the session (connection errors,
+429 honouring a bounded `Retry-After`, 500/502/503/504; exponential backoff with jitter).
+POST and PATCH are never retried blindly: queueing a flow after an unknown outcome first
+looks for the flow it may have created, so a team never gets a second flow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import threading
+import time
+import zipfile
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from . import __version__
+from .errors import (
+    ApiError,
+    Cancelled,
+    Conflict,
+    DownloadError,
+    ProtocolError,
+    TransportError,
+    error_class_for,
+)
+from .models import Flow, parse_flow_id
+
+DEFAULT_TIMEOUT = (10.0, 60.0)
+DOWNLOAD_CHUNK = 1024 * 1024
+RETRY_STATUSES = (429, 500, 502, 503, 504)
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_UNKNOWN_OUTCOME_STATUSES = frozenset({500, 502, 503, 504})
+_TAG_RE = re.compile(r"<[^>]+>")
+_SPACE_RE = re.compile(r"\s+")
+
+
+class BoundedRetry(Retry):
+    """urllib3's Retry with `Retry-After` capped, so a hostile header cannot stall a run."""
+
+    MAX_RETRY_AFTER = 60.0
+
+    def get_retry_after(self, response: Any) -> float | None:
+        value = super().get_retry_after(response)
+        return None if value is None else min(value, self.MAX_RETRY_AFTER)
+
+
+def make_retry(retries: int, backoff_factor: float, backoff_max: float = 30.0) -> Retry:
+    return BoundedRetry(
+        total=retries,
+        connect=retries,
+        read=retries,
+        status=retries,
+        other=0,
+        allowed_methods=IDEMPOTENT_METHODS,
+        status_forcelist=RETRY_STATUSES,
+        backoff_factor=backoff_factor,
+        backoff_max=backoff_max,
+        backoff_jitter=backoff_factor / 2,
+        respect_retry_after_header=True,
+        raise_on_status=False,
+        raise_on_redirect=False,
+    )
+
+
+def make_session(retry: Retry, pool_size: int = 8) -> requests.Session:
+    session = requests.Session()
+    adapter = HTTPAdapter(max_retries=retry, pool_connections=pool_size, pool_maxsize=pool_size)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+@dataclass(frozen=True)
+class Download:
+    path: Path
+    size: int
+    content_type: str
+
+
+class EctfClient:
+    """A client for the eCTF testing server API."""
+
+    def __init__(
+        self,
+        api_url: str,
+        token: str,
+        *,
+        session: requests.Session | None = None,
+        timeout: tuple[float, float] = DEFAULT_TIMEOUT,
+        retries: int = 5,
+        backoff_factor: float = 1.0,
+        queue_attempts: int = 4,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.api_url = api_url.rstrip("/")
+        self._token = token
+        self.timeout = timeout
+        self.retry = make_retry(retries, backoff_factor)
+        if session is None:
+            session = make_session(self.retry)
+        else:
+            adapter = HTTPAdapter(max_retries=self.retry)
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+        self._session = session
+        self._queue_attempts = max(1, queue_attempts)
+        self._sleep = sleep
+        self._backoff_factor = backoff_factor
+
+    def __repr__(self) -> str:
+        return f"EctfClient(api_url={self.api_url!r})"
+
+    def __enter__(self) -> EctfClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._session.close()
+
+    # -- flags -----------------------------------------------------------------------------
+
+    def submit_team_photo(self, path: Path) -> str:
+        return self._submit_flag_file("team_photo", path, "image/png")
+
+    def submit_design_doc(self, path: Path) -> str:
+        return self._submit_flag_file("design_doc", path, "application/pdf")
+
+    def steal_design(self, team: str, digest: str) -> str:
+        response = self._request("POST", f"flag/steal_design/{team}", json=digest)
+        return _flag_hex(response)
+
+    def _submit_flag_file(self, field: str, path: Path, mime: str) -> str:
+        with path.open("rb") as handle:
+            response = self._request(
+                "POST", f"flag/{field}", files={field: (path.name, handle, mime)}
+            )
+        return _flag_hex(response)
+
+    # -- packages --------------------------------------------------------------------------
+
+    def list_packages(self) -> list[str]:
+        data = self._request("GET", "package").json()
+        if not isinstance(data, list):
+            raise ProtocolError("expected a list of package names")
+        return [str(name) for name in data]
+
+    def download_package(
+        self, name: str, dest: Path, *, cancel: threading.Event | None = None
+    ) -> Download:
+        return self._download(f"package/{name}", dest, cancel=cancel, require_zip=False)
+
+    # -- flows -----------------------------------------------------------------------------
+
+    def list_flows(self, flow: str, num: int = 0) -> list[Flow]:
+        data = self._json(self._request("GET", f"flow/{flow}", params={"num": num}))
+        if not isinstance(data, list):
+            raise ProtocolError("expected a list of flows")
+        return [Flow.from_json(item) for item in data]
+
+    def get_flow(self, flow: str, flow_id: str) -> Flow:
+        return Flow.from_json(self._json(self._request("GET", f"flow/{flow}/{flow_id}")))
+
+    def find_active_flow(self, flow: str, commit: str | None = None) -> Flow | None:
+        """The newest unfinished flow of this type (for this commit, when given)."""
+        return self._find_active(flow, {"commit_hash": commit} if commit else {})
+
+    def queue_flow(self, flow: str, body: Mapping[str, Any]) -> str:
+        """Queue a flow and return its id; never leaves the team with two.
+
+        A connection error or a 5xx leaves the outcome unknown: the server may have made
+        the flow. Before trying again we look for an active flow with the same request;
+        a retry that meets 409 does the same. Only then is the conflict reported.
+        """
+        outcome_unknown = False
+        last_error: Exception | None = None
+        for attempt in range(self._queue_attempts):
+            if attempt:
+                self._sleep(self._backoff_delay(attempt))
+            try:
+                response = self._send("POST", f"flow/{flow}", json=dict(body))
+            except TransportError as exc:
+                outcome_unknown, last_error = True, exc
+                existing = self._find_active_quietly(flow, body)
+                if existing is not None:
+                    return existing.id
+                continue
+            if response.status_code == 201:
+                return parse_flow_id(self._json(response))
+            if response.status_code == 409:
+                active = self._find_active(flow, body if outcome_unknown else {})
+                if outcome_unknown and active is not None:
+                    return active.id
+                raise self._error(response, active_flow_id=active.id if active else None)
+            if response.status_code in _UNKNOWN_OUTCOME_STATUSES or response.status_code == 429:
+                outcome_unknown = outcome_unknown or response.status_code != 429
+                last_error = self._error(response)
+                existing = self._find_active_quietly(flow, body) if outcome_unknown else None
+                if existing is not None:
+                    return existing.id
+                if response.status_code == 429:
+                    self._sleep(_retry_after(response, cap=BoundedRetry.MAX_RETRY_AFTER))
+                continue
+            raise self._error(response)
+        assert last_error is not None
+        raise last_error
+
+    def cancel_flow(self, flow: str, flow_id: str) -> None:
+        """Cancel a flow. A retry after an unknown outcome that meets 400 counts as done."""
+        path = f"flow/{flow}/{flow_id}/cancel"
+        for attempt in range(self._queue_attempts):
+            if attempt:
+                self._sleep(self._backoff_delay(attempt))
+            try:
+                response = self._send("POST", path)
+            except TransportError:
+                if attempt == self._queue_attempts - 1:
+                    raise
+                continue
+            if response.status_code in (200, 202, 204):
+                return
+            if response.status_code == 400 and attempt:
+                return  # our earlier attempt went through: it is completed now
+            if response.status_code in _UNKNOWN_OUTCOME_STATUSES | {429}:
+                if attempt == self._queue_attempts - 1:
+                    raise self._error(response)
+                continue
+            raise self._error(response)
+
+    def download_job_output(
+        self, flow: str, job_id: str, dest: Path, *, cancel: threading.Event | None = None
+    ) -> Download:
+        return self._download(f"flow/{flow}/job/{job_id}", dest, cancel=cancel, require_zip=True)
+
+    def send_job_input(self, flow: str, job_id: str, data: Mapping[str, Any]) -> None:
+        """PATCH a pending job, at the client's path, or the rules page's when that 404/405s."""
+        payload = dict(data)
+        response = self._send("PATCH", f"flow/{flow}/{job_id}", json=payload)
+        if response.status_code in (404, 405):
+            response = self._send("PATCH", f"flow/{flow}/job/{job_id}", json=payload)
+        if response.status_code >= 400:
+            raise self._error(response)
+
+    # -- transport -------------------------------------------------------------------------
+
+    def url(self, path: str) -> str:
+        return f"{self.api_url}/api/{path.strip('/')}/"
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        """One request (with the session's retries); transport trouble becomes TransportError."""
+        headers = {
+            "Authorization": f"Bearer {self._token}",
+            "User-Agent": f"ectf-action/{__version__}",
+            "Accept": "application/json",
+        }
+        url = self.url(path)
+        try:
+            return self._session.request(
+                method, url, headers=headers, timeout=self.timeout, **kwargs
+            )
+        except requests.exceptions.Timeout as exc:
+            raise TransportError(
+                f"{method} {url} timed out ({_reason(exc)}). The testing server is slow or "
+                "unreachable; retry later."
+            ) from None
+        except requests.exceptions.RequestException as exc:
+            raise TransportError(
+                f"{method} {url} failed: {_reason(exc)}. Check the API URL and your network; "
+                "the server may be down, retry later."
+            ) from None
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        response = self._send(method, path, **kwargs)
+        if response.status_code >= 400:
+            raise self._error(response)
+        return response
+
+    def _error(self, response: requests.Response, **extra: Any) -> ApiError:
+        request = response.request
+        method = request.method or "?"
+        url = request.url or "?"
+        detail = _detail(response)
+        cls = error_class_for(response.status_code)
+        if issubclass(cls, Conflict):
+            return cls(method, url, response.status_code, detail, **extra)
+        if cls is ApiError:
+            return ApiError(
+                method,
+                url,
+                response.status_code,
+                detail,
+                advice="The server answered with a status this client does not expect.",
+            )
+        return cls(method, url, response.status_code, detail)
+
+    @staticmethod
+    def _json(response: requests.Response) -> Any:
+        try:
+            return response.json()
+        except ValueError:
+            raise ProtocolError(
+                f"{response.request.method} {response.request.url} returned a body that is "
+                f"not JSON ({_snippet(response)})"
+            ) from None
+
+    def _backoff_delay(self, attempt: int) -> float:
+        return float(min(30.0, self._backoff_factor * (2 ** (attempt - 1))))
+
+    def _find_active(self, flow: str, body: Mapping[str, Any]) -> Flow | None:
+        candidates = [f for f in self.list_flows(flow) if not f.finished and _same_request(f, body)]
+        candidates.sort(key=lambda f: f.submit_time, reverse=True)
+        return candidates[0] if candidates else None
+
+    def _find_active_quietly(self, flow: str, body: Mapping[str, Any]) -> Flow | None:
+        try:
+            return self._find_active(flow, body)
+        except (TransportError, ProtocolError, ApiError):
+            return None
+
+    def _download(
+        self,
+        path: str,
+        dest: Path,
+        *,
+        cancel: threading.Event | None,
+        require_zip: bool,
+    ) -> Download:
+        """Stream to `<dest>.part`, check it is whole, then rename: a partial file never
+        takes the place of a complete one."""
+        response = self._send("GET", path, stream=True)
+        with contextlib.closing(response):
+            if response.status_code >= 400:
+                raise self._error(response)
+            expected = _content_length(response)
+            part = dest.with_name(dest.name + ".part")
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                with part.open("wb") as handle:
+                    size = _stream(response, handle, cancel)
+                _check_complete(part, size, expected, require_zip, self.url(path))
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    part.unlink()
+                raise
+        os.replace(part, dest)
+        return Download(dest, size, response.headers.get("Content-Type", ""))
+
+
+def _stream(response: requests.Response, handle: BinaryIO, cancel: threading.Event | None) -> int:
+    size = 0
+    chunks: Iterator[bytes] = response.iter_content(chunk_size=DOWNLOAD_CHUNK)
+    try:
+        for chunk in chunks:
+            if cancel is not None and cancel.is_set():
+                raise Cancelled("download stopped: cancel requested")
+            handle.write(chunk)
+            size += len(chunk)
+    except requests.exceptions.RequestException as exc:
+        raise DownloadError(
+            f"download of {response.url} broke off after {size} bytes ({_reason(exc)}); "
+            "it will be retried"
+        ) from None
+    return size
+
+
+def _check_complete(
+    part: Path, size: int, expected: int | None, require_zip: bool, url: str
+) -> None:
+    if expected is not None and size != expected:
+        raise DownloadError(f"download of {url} is incomplete: {size} of {expected} bytes")
+    if require_zip:
+        try:
+            with zipfile.ZipFile(part) as archive:
+                archive.infolist()
+        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            raise DownloadError(f"download of {url} is not a readable zip ({exc})") from None
+
+
+def _content_length(response: requests.Response) -> int | None:
+    if response.headers.get("Content-Encoding", "identity") not in ("", "identity"):
+        return None  # the length counts compressed bytes; the zip check still applies
+    value = response.headers.get("Content-Length")
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _same_request(flow: Flow, body: Mapping[str, Any]) -> bool:
+    """Every field we sent that the flow records holds the same value (commit prefixes match)."""
+    for key, value in body.items():
+        if key not in flow.params or value in (None, ""):
+            continue
+        mine, theirs = str(value).lower(), str(flow.params[key]).lower()
+        if key == "commit_hash":
+            if not (mine.startswith(theirs) or theirs.startswith(mine)):
+                return False
+        elif mine != theirs:
+            return False
+    return True
+
+
+def _flag_hex(response: requests.Response) -> str:
+    data = EctfClient._json(response)
+    if isinstance(data, Mapping) and isinstance(data.get("flag_hex"), str):
+        return str(data["flag_hex"])
+    raise ProtocolError("expected {\"flag_hex\": ...} in the flag reply")
+
+
+def _detail(response: requests.Response) -> Any:
+    """The server's `detail`, read defensively: proxies answer with HTML or nothing."""
+    content_type = response.headers.get("Content-Type", "")
+    if "json" in content_type:
+        try:
+            data = response.json()
+        except ValueError:
+            return _snippet(response)
+        if isinstance(data, Mapping) and "detail" in data:
+            return data["detail"]
+        return data
+    return _snippet(response)
+
+
+def _snippet(response: requests.Response, limit: int = 200) -> str:
+    try:
+        text = response.text
+    except Exception:  # a body we cannot even decode
+        return "unreadable body"
+    if not text.strip():
+        return f"empty body, HTTP {response.status_code} {response.reason or ''}".strip()
+    if "<html" in text[:500].lower() or "<!doctype" in text[:500].lower():
+        title = re.search(r"<title>(.*?)</title>", text, re.IGNORECASE | re.DOTALL)
+        summary = title.group(1) if title else _TAG_RE.sub(" ", text)
+        text = "an HTML page: " + _SPACE_RE.sub(" ", summary).strip()
+    text = _SPACE_RE.sub(" ", text).strip()
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _retry_after(response: requests.Response, *, cap: float) -> float:
+    value = response.headers.get("Retry-After", "")
+    try:
+        return max(0.0, min(cap, float(value)))
+    except ValueError:
+        return 1.0
+
+
+def _reason(exc: BaseException) -> str:
+    """A short cause without the URL's full repr; never includes request headers."""
+    text = str(exc.__context__ or exc) if not str(exc) else str(exc)
+    text = re.sub(r"<urllib3[^>]*>", "", text)
+    return _SPACE_RE.sub(" ", text).strip()[:200] or type(exc).__name__
+
