@@ -1,0 +1,238 @@
+"""GitHub workflow commands: annotations, groups, masks, and the runner's file commands.
+
+Everything here follows the conventions of actions/toolkit `packages/core`. The writer
+is built over injected streams and paths, so it works (and is tested) outside Actions.
+
+Two defences apply to every byte written:
+- text that came from the server can never issue a workflow command: command payloads
+  are escaped, and free text goes through `info` / `echo_untrusted`, which fence
+  anything that could parse as a command inside `::stop-commands::`;
+- every value registered with `add_mask` is replaced by `***` in whatever we write
+  (stdout, outputs, state, summary), in case the runner's own masking misses it.
+
+Outside Actions (a file path is None) `set_output`, `save_state` and `append_summary`
+do nothing: the command-line client prints its own results instead.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TextIO
+
+REDACTED = "***"
+
+# GitHub drops a step summary over 1 MiB (keeping only an annotation); refuse to grow
+# the file past it, so that what was already written stays visible.
+SUMMARY_FILE_LIMIT = 1024 * 1024
+
+# The runner reads its output with .NET's ReadLine, which ends a line at "\r", "\n" or
+# "\r\n", and accepts a command after leading whitespace: "::name ...::" (current form)
+# or "##[name ...]" (legacy form).
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+_COMMAND_START = re.compile(r"^\s*(::|##\[)")
+
+
+def escape_data(value: object) -> str:
+    """Escape a command's message so that it stays on one line and round-trips."""
+    return str(value).replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def escape_property(value: object) -> str:
+    """Escape a command property's value (also `:` and `,`, which separate properties)."""
+    return escape_data(value).replace(":", "%3A").replace(",", "%2C")
+
+
+def _check_name(name: str) -> None:
+    """A file-command name is ours, never the server's: a bad one is a programming error."""
+    if not name or any(bad in name for bad in ("\n", "\r", "=", "<<")):
+        raise ValueError(f"invalid file-command name: {name!r}")
+
+
+def new_stop_token() -> str:
+    """An unguessable token for `::stop-commands::`."""
+    return secrets.token_hex(16)
+
+
+def new_delimiter() -> str:
+    """A file-command delimiter in the runner's own style."""
+    return f"ghadelimiter_{uuid.uuid4()}"
+
+
+def _lines(text: str) -> list[str]:
+    """Split as the runner does, so a lone CR cannot start a line we did not check."""
+    return _LINE_BREAK.split(text)
+
+
+class WorkflowCommands:
+    """Writes workflow commands to *stdout* and file commands to the runner's files.
+
+    Every write is flushed at once: the runner interleaves stdout and stderr as it reads
+    them, and a `::add-mask::` must reach it before the secret could.
+    """
+
+    def __init__(
+        self,
+        stdout: TextIO,
+        *,
+        output_file: Path | None,
+        state_file: Path | None,
+        summary_file: Path | None,
+        stop_tokens: Callable[[], str] = new_stop_token,
+        delimiters: Callable[[], str] = new_delimiter,
+    ) -> None:
+        self._stdout = stdout
+        self._new_stop_token = stop_tokens
+        self._new_delimiter = delimiters
+        self._output_file = output_file
+        self._state_file = state_file
+        self._summary_file = summary_file
+        self._masks: list[str] = []
+        self._lock = threading.RLock()
+
+    # -- masking -----------------------------------------------------------------------
+
+    def add_mask(self, value: str) -> None:
+        """Ask the runner to mask *value*, and redact it ourselves from now on.
+
+        Call it before anything else is printed. Blank values are ignored (masking
+        whitespace would garble every line). Each line of a multi-line secret is also
+        registered, as the runner masks line by line.
+        """
+        if not value or not value.strip():
+            return
+        with self._lock:
+            candidates = [value, *(line for line in _lines(value) if line.strip())]
+            for candidate in candidates:
+                if candidate not in self._masks:
+                    self._masks.append(candidate)
+            # Longest first, so a secret that contains another is redacted whole.
+            self._masks.sort(key=len, reverse=True)
+            self._write_raw(f"::add-mask::{escape_data(value)}")
+
+    def redact(self, text: str) -> str:
+        """*text* with every registered secret replaced by `***`."""
+        for secret in self._masks:
+            if secret in text:
+                text = text.replace(secret, REDACTED)
+        return text
+
+    # -- commands on stdout ------------------------------------------------------------
+
+    def error(self, message: str, title: str | None = None) -> None:
+        self._command("error", message, title)
+
+    def warning(self, message: str, title: str | None = None) -> None:
+        self._command("warning", message, title)
+
+    def notice(self, message: str, title: str | None = None) -> None:
+        self._command("notice", message, title)
+
+    def info(self, line: str) -> None:
+        """Print our own text. Should it hold a line that the runner would take for a
+        command (it may quote a server's name), it is echoed inside stop-commands."""
+        text = self.redact(line)
+        if any(_COMMAND_START.match(part) for part in _lines(text)):
+            self.echo_untrusted(text)
+            return
+        with self._lock:
+            for part in _lines(text):
+                self._write_raw(part)
+
+    @contextmanager
+    def group(self, title: str) -> Iterator[None]:
+        """A collapsible group in the log; the end marker is written even on error."""
+        self._write_raw(f"::group::{escape_data(self.redact(title))}")
+        try:
+            yield
+        finally:
+            self._write_raw("::endgroup::")
+
+    def echo_untrusted(self, text: str) -> None:
+        """Print text from the server with command processing switched off around it.
+
+        The resume token is random and absent from the text (compared without case, as
+        the runner does), so the text can neither resume processing nor issue commands.
+        Every line break, a lone CR included, becomes a newline.
+        """
+        text = self.redact(text)
+        if not text:
+            return
+        lines = _lines(text)
+        folded = text.lower()
+        token = self._new_stop_token()
+        while token.lower() in folded:
+            token = self._new_stop_token()
+        with self._lock:
+            self._write_raw(f"::stop-commands::{token}")
+            for line in lines:
+                self._write_raw(line)
+            self._write_raw(f"::{token}::")
+
+    # -- file commands -----------------------------------------------------------------
+
+    def set_output(self, name: str, value: str) -> None:
+        """Append an output to `$GITHUB_OUTPUT`; nothing outside Actions."""
+        self._file_command(self._output_file, name, value)
+
+    def save_state(self, name: str, value: str) -> None:
+        """Append a state to `$GITHUB_STATE` (a post step reads `STATE_<name>`);
+        nothing outside Actions."""
+        self._file_command(self._state_file, name, value)
+
+    def append_summary(self, markdown: str) -> None:
+        """Append markdown to `$GITHUB_STEP_SUMMARY`; nothing outside Actions.
+
+        Markdown that would take the file past GitHub's 1 MiB cap is not written (GitHub
+        would drop the whole summary); a warning says so instead.
+        """
+        if self._summary_file is None:
+            return
+        text = self.redact(markdown)
+        if not text.endswith("\n"):
+            text += "\n"
+        size = len(text.encode("utf-8"))
+        with self._lock:
+            try:
+                existing = self._summary_file.stat().st_size
+            except FileNotFoundError:
+                existing = 0
+            if existing + size > SUMMARY_FILE_LIMIT:
+                self.warning(
+                    f"The job summary was not written: {size} bytes would take it past "
+                    "GitHub's 1 MiB limit.",
+                    title="Job summary too large",
+                )
+                return
+            with self._summary_file.open("a", encoding="utf-8", newline="") as handle:
+                handle.write(text)
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _command(self, name: str, message: str, title: str | None) -> None:
+        properties = f" title={escape_property(self.redact(title))}" if title else ""
+        self._write_raw(f"::{name}{properties}::{escape_data(self.redact(message))}")
+
+    def _file_command(self, path: Path | None, name: str, value: str) -> None:
+        """`name<<delimiter`, the value, the delimiter: safe for any value, one line or
+        many; the delimiter is random and never part of the value."""
+        _check_name(name)
+        if path is None:
+            return
+        text = self.redact(str(value))
+        delimiter = self._new_delimiter()
+        while delimiter in text:
+            delimiter = self._new_delimiter()
+        with self._lock, path.open("a", encoding="utf-8", newline="") as handle:
+            handle.write(f"{name}<<{delimiter}\n{text}\n{delimiter}\n")
+
+    def _write_raw(self, line: str) -> None:
+        """One line, exactly as given (callers have escaped and redacted it), flushed."""
+        with self._lock:
+            self._stdout.write(line + "\n")
+            self._stdout.flush()
