@@ -200,9 +200,11 @@ class EctfClient:
             if response.status_code == 201:
                 return parse_flow_id(self._json(response))
             if response.status_code == 409:
-                active = self._find_active(flow, body if outcome_unknown else {})
-                if outcome_unknown and active is not None:
-                    return active.id
+                if outcome_unknown:
+                    ours = self._find_active(flow, body)
+                    if ours is not None:
+                        return ours.id
+                active = self._find_active_quietly(flow, {})
                 raise self._error(response, active_flow_id=active.id if active else None)
             if response.status_code in _UNKNOWN_OUTCOME_STATUSES or response.status_code == 429:
                 outcome_unknown = outcome_unknown or response.status_code != 429
@@ -416,7 +418,7 @@ def _flag_hex(response: requests.Response) -> str:
     data = EctfClient._json(response)
     if isinstance(data, Mapping) and isinstance(data.get("flag_hex"), str):
         return str(data["flag_hex"])
-    raise ProtocolError("expected {\"flag_hex\": ...} in the flag reply")
+    raise ProtocolError('expected {"flag_hex": ...} in the flag reply')
 
 
 def _detail(response: requests.Response) -> Any:
@@ -461,4 +463,3 @@ def _reason(exc: BaseException) -> str:
     text = str(exc.__context__ or exc) if not str(exc) else str(exc)
     text = re.sub(r"<urllib3[^>]*>", "", text)
     return _SPACE_RE.sub(" ", text).strip()[:200] or type(exc).__name__
-

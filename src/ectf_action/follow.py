@@ -129,7 +129,13 @@ def follow_flow(
             errors_in_a_row += 1
             if errors_in_a_row > tolerated_errors:
                 raise
-            if clock.wait(schedule.delay(clock.now() - start), cancel):
+            wait = schedule.delay(clock.now() - start)
+            if deadline is not None:
+                if clock.now() >= deadline:
+                    result.reason = "timed-out"
+                    return result
+                wait = min(wait, deadline - clock.now())
+            if clock.wait(wait, cancel):
                 result.reason = "canceled"
                 return result
             continue
