@@ -1,0 +1,411 @@
+"""The action's image, built and run the way the GitHub runner builds and runs it.
+
+The runner builds the root Dockerfile and starts the image with the workspace, the
+file-command files and the event payload mounted under /github, every input as an
+`INPUT_*` variable (hyphens kept) and the `GITHUB_*` variables passed with `-e`. These
+tests do the same against an in-process simulator, so what a team's workflow would see
+(outputs, JUnit file, artifacts, summary, the post step's cancel) is checked end to end.
+
+They need a Docker daemon and the base image present locally: no registry is reachable
+in tests, so the digest-pinned default base is replaced by a local tag
+(`ECTF_TEST_PYTHON_IMAGE`, default python:3.12-slim).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from ectf_action.models import JobStatus
+
+pytestmark = pytest.mark.container
+
+ROOT = Path(__file__).resolve().parents[1]
+IMAGE = "ectf-action:test"
+BASE_IMAGE = os.environ.get("ECTF_TEST_PYTHON_IMAGE", "python:3.12-slim")
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+REPOSITORY = "team-example/design"
+BUILD_TIMEOUT = 900
+RUN_TIMEOUT = 180
+
+
+def docker_unavailable() -> str | None:
+    """Why the container tests cannot run here, or None when they can."""
+    if shutil.which("docker") is None:
+        return "docker is not installed"
+    try:
+        info = subprocess.run(["docker", "info"], capture_output=True, timeout=30, check=False)
+    except subprocess.TimeoutExpired:
+        return "`docker info` did not answer within 30 s"
+    if info.returncode != 0:
+        return "no Docker daemon answers `docker info`"
+    inspect = subprocess.run(
+        ["docker", "image", "inspect", BASE_IMAGE], capture_output=True, timeout=30, check=False
+    )
+    if inspect.returncode != 0:
+        return (
+            f"the base image {BASE_IMAGE} is not present locally and cannot be pulled here; "
+            "load or build it, or name another with ECTF_TEST_PYTHON_IMAGE"
+        )
+    return None
+
+
+def report(config: pytest.Config, line: str) -> None:
+    """A line on pytest's terminal, shown even while output is captured."""
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if capture is None or reporter is None:
+        print(line)
+        return
+    with capture.global_and_fixture_disabled():
+        reporter.write_line(line)
+
+
+@pytest.fixture(scope="module")
+def image(request: pytest.FixtureRequest) -> str:
+    """Build the image once for the module, from the repository root like the runner."""
+    reason = docker_unavailable()
+    if reason:
+        pytest.skip(reason)
+    started = time.monotonic()
+    build = subprocess.run(
+        ["docker", "build", "-t", IMAGE, "--build-arg", f"PYTHON_IMAGE={BASE_IMAGE}", str(ROOT)],
+        capture_output=True,
+        text=True,
+        timeout=BUILD_TIMEOUT,
+        check=False,
+    )
+    seconds = time.monotonic() - started
+    assert build.returncode == 0, (
+        f"docker build failed:\n{build.stdout[-4000:]}{build.stderr[-4000:]}"
+    )
+    size = int(
+        subprocess.run(
+            ["docker", "image", "inspect", "-f", "{{.Size}}", IMAGE],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout
+    )
+    base_size = int(
+        subprocess.run(
+            ["docker", "image", "inspect", "-f", "{{.Size}}", BASE_IMAGE],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout
+    )
+    report(
+        request.config,
+        f"\n{IMAGE}: built in {seconds:.1f} s from {BASE_IMAGE}; "
+        f"{size / 1e6:.1f} MB ({(size - base_size) / 1e6:.2f} MB over the base image)",
+    )
+    return IMAGE
+
+
+@dataclass
+class RunnerDirs:
+    """The host folders the runner mounts into the container under /github."""
+
+    root: Path
+    workspace: Path
+    file_commands: Path
+    workflow: Path
+    home: Path
+    runner_temp: Path
+    output: Path
+    state: Path
+    summary: Path
+
+    @classmethod
+    def create(cls, root: Path) -> RunnerDirs:
+        folders = {
+            name: root / name
+            for name in ("workspace", "file_commands", "workflow", "home", "runner_temp")
+        }
+        for folder in folders.values():
+            folder.mkdir()
+        commands = folders["file_commands"]
+        # the runner creates each file-command file, empty, before the step starts
+        files = {
+            "output": commands / f"set_output_{uuid.uuid4()}",
+            "state": commands / f"save_state_{uuid.uuid4()}",
+            "summary": commands / f"step_summary_{uuid.uuid4()}",
+        }
+        for file in files.values():
+            file.touch()
+        return cls(root=root, **folders, **files)
+
+    def mounts(self) -> list[str]:
+        pairs = [
+            (self.workspace, "/github/workspace"),
+            (self.file_commands, "/github/file_commands"),
+            (self.workflow, "/github/workflow"),
+            (self.home, "/github/home"),
+            (self.runner_temp, "/github/runner_temp"),
+        ]
+        return [arg for host, container in pairs for arg in ("-v", f"{host}:{container}")]
+
+    def container_path(self, host_file: Path) -> str:
+        return f"/github/file_commands/{host_file.name}"
+
+
+def action_defaults() -> dict[str, str]:
+    """Every input with action.yml's default, as the runner fills them in ("" if none)."""
+    action = yaml.safe_load((ROOT / "action.yml").read_text(encoding="utf-8"))
+    return {name: str(spec.get("default", "")) for name, spec in action["inputs"].items()}
+
+
+def input_variable(name: str) -> str:
+    """The runner's name for an input's variable: upper-cased, spaces to `_`, `-` kept."""
+    return "INPUT_" + name.replace(" ", "_").upper()
+
+
+def runner_environment(dirs: RunnerDirs, inputs: Mapping[str, str]) -> dict[str, str]:
+    """The variables the runner passes to a container action's step."""
+    env = {
+        "HOME": "/github/home",
+        "CI": "true",
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_WORKSPACE": "/github/workspace",
+        "GITHUB_OUTPUT": dirs.container_path(dirs.output),
+        "GITHUB_STATE": dirs.container_path(dirs.state),
+        "GITHUB_STEP_SUMMARY": dirs.container_path(dirs.summary),
+        "GITHUB_EVENT_PATH": "/github/workflow/event.json",
+        "GITHUB_EVENT_NAME": "push",
+        "GITHUB_SHA": COMMIT,
+        "GITHUB_REF": "refs/heads/main",
+        "GITHUB_REPOSITORY": REPOSITORY,
+        "GITHUB_SERVER_URL": "https://github.com",
+        "GITHUB_RUN_ID": "1",
+        "RUNNER_TEMP": "/github/runner_temp",
+        "RUNNER_OS": "Linux",
+    }
+    env.update({input_variable(name): value for name, value in inputs.items()})
+    return env
+
+
+def docker_run(
+    image: str,
+    dirs: RunnerDirs,
+    env: Mapping[str, str],
+    *,
+    entrypoint: str | None = None,
+    args: list[str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """`docker run` as the runner does it: names on the command line, values in docker's
+    own environment, so that secrets never appear in a process listing."""
+    command = ["docker", "run", "--rm", "--network", "host", "--workdir", "/github/workspace"]
+    if entrypoint:
+        command += ["--entrypoint", entrypoint]
+    command += dirs.mounts()
+    for name in env:
+        command += ["-e", name]
+    command += [image, *(args or [])]
+    return subprocess.run(
+        command,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+        check=False,
+    )
+
+
+def read_file_commands(path: Path) -> dict[str, str]:
+    """Parse a `$GITHUB_OUTPUT`-style file: `name=value` or `name<<DELIM` ... `DELIM`."""
+    values: dict[str, str] = {}
+    lines = iter(path.read_text(encoding="utf-8").splitlines())
+    for line in lines:
+        if "<<" in line and ("=" not in line or line.index("<<") < line.index("=")):
+            name, delimiter = line.split("<<", 1)
+            body: list[str] = []
+            for item in lines:
+                if item == delimiter:
+                    break
+                body.append(item)
+            else:
+                raise AssertionError(f"{path.name}: {name} is missing its closing delimiter")
+            values[name] = "\n".join(body)
+        elif line:
+            name, value = line.split("=", 1)
+            values[name] = value
+    return values
+
+
+def files_holding(root: Path, needle: bytes) -> list[Path]:
+    return [path for path in root.rglob("*") if path.is_file() and needle in path.read_bytes()]
+
+
+def assert_token_only_masked(output: str, token: str) -> None:
+    """The token may appear only in `::add-mask::`, which must come before anything else."""
+    lines = output.splitlines()
+    assert lines, "the step printed nothing"
+    assert lines[0] == f"::add-mask::{token}", "::add-mask:: of the token must be the first line"
+    leaks = [number for number, line in enumerate(lines[1:], 2) if token in line]
+    assert not leaks, f"the token appears on stdout lines {leaks}"
+
+
+@pytest.fixture(scope="module")
+def simulator_token() -> str:
+    return f"container-test-{secrets.token_hex(12)}"
+
+
+@pytest.fixture(scope="module")
+def fast_simulator(image: str, simulator_token: str) -> Iterator[Any]:
+    """A simulator whose jobs finish in moments. A container on the host's network shares
+    its loopback, so the simulator need not listen on any other interface."""
+    from ectf_action.simulator import Scenario, Simulator, default_scenario
+
+    scenario: Scenario = default_scenario().with_time_scale(0.02)
+    with Simulator(scenario, host="127.0.0.1", port=0, token=simulator_token) as simulator:
+        yield simulator
+
+
+@pytest.fixture(scope="module")
+def slow_simulator(image: str, simulator_token: str) -> Iterator[Any]:
+    """A simulator whose flows stay running long enough for the post step to cancel one."""
+    from ectf_action.simulator import Simulator, default_scenario
+
+    with Simulator(
+        default_scenario(), host="127.0.0.1", port=0, token=simulator_token
+    ) as simulator:
+        yield simulator
+
+
+def local_url(simulator: Any) -> str:
+    """The simulator's URL as seen from a container on the host's network."""
+    port = int(str(simulator.url).rsplit(":", 1)[1])
+    return f"http://127.0.0.1:{port}"
+
+
+def test_entrypoint_resolves_to_the_cli(image: str, tmp_path: Path) -> None:
+    result = subprocess.run(
+        ["docker", "run", "--rm", image, "--help"],
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "usage:" in result.stdout.lower()
+    assert "--api-url" in result.stdout
+
+
+def test_image_writes_no_bytecode_and_has_no_dev_tools(image: str) -> None:
+    result = subprocess.run(
+        [
+            "docker", "run", "--rm", "--entrypoint", "python", image, "-c",
+            "import importlib.util, os, sys; "
+            "print(os.environ.get('PYTHONDONTWRITEBYTECODE'), os.environ.get('PYTHONUNBUFFERED')); "
+            "print(*[m for m in ('pytest', 'mypy', 'ruff', 'responses') "
+            "if importlib.util.find_spec(m)], sep=',')",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+        check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    settings, dev_tools = result.stdout.splitlines()
+    assert settings == "1 1"
+    assert dev_tools == ""
+
+
+def test_run_step_as_the_runner_runs_it(
+    image: str, fast_simulator: Any, simulator_token: str, tmp_path: Path
+) -> None:
+    dirs = RunnerDirs.create(tmp_path)
+    (dirs.workflow / "event.json").write_text(
+        json.dumps(
+            {"after": COMMIT, "ref": "refs/heads/main", "repository": {"full_name": REPOSITORY}}
+        ),
+        encoding="utf-8",
+    )
+    inputs = action_defaults()
+    inputs["token"] = simulator_token
+    inputs["api-url"] = local_url(fast_simulator)
+    inputs["poll-interval"] = "0.25"  # the adaptive default waits seconds between polls
+
+    result = docker_run(image, dirs, runner_environment(dirs, inputs))
+
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    outputs = read_file_commands(dirs.output)
+    assert outputs["status"] == "succeeded"
+    assert re.fullmatch(r"[0-9a-f-]{36}", outputs["flow-id"])
+    assert outputs["failed-jobs"] == ""
+    assert outputs["junit-path"] == "ectf-junit.xml"
+    assert outputs["artifacts-path"] == "ectf-artifacts"
+
+    junit = dirs.workspace / outputs["junit-path"]
+    assert junit.is_file() and b"<testsuites" in junit.read_bytes()
+    assert (dirs.workspace / outputs["artifacts-path"]).is_dir()
+    jobs = json.loads(outputs["jobs"])
+    assert jobs
+    assert {JobStatus.parse(job["status"]) for job in jobs} == {JobStatus.SUCCEEDED}
+    for job in jobs:
+        if job["artifacts_dir"] is not None:
+            assert not Path(job["artifacts_dir"]).is_absolute()
+            assert (dirs.workspace / job["artifacts_dir"]).is_dir()
+            assert any((dirs.workspace / job["artifacts_dir"]).iterdir())
+    assert any(job["artifacts_dir"] for job in jobs)
+
+    state = read_file_commands(dirs.state)
+    assert state["flow_id"] == outputs["flow-id"]
+    assert state["flow"] == "test"
+    summary = dirs.summary.read_text(encoding="utf-8")
+    assert outputs["flow-id"] in summary
+
+    assert_token_only_masked(result.stdout, simulator_token)
+    assert simulator_token not in result.stderr
+    assert files_holding(tmp_path, simulator_token.encode()) == []
+
+    queued = [r for r in fast_simulator.requests if r.method == "POST" and r.status == 201]
+    assert len(queued) == 1
+
+
+def test_post_step_cancels_the_flow_left_running(
+    image: str, slow_simulator: Any, simulator_token: str, tmp_path: Path
+) -> None:
+    from ectf_action.client import EctfClient
+
+    with EctfClient(slow_simulator.url, simulator_token) as client:
+        flow_id = client.queue_flow(
+            "test", {"git_url": f"ssh://git@github.com/{REPOSITORY}.git", "commit_hash": COMMIT}
+        )
+        assert not client.get_flow("test", flow_id).finished
+
+        dirs = RunnerDirs.create(tmp_path)
+        (dirs.workflow / "event.json").write_text("{}", encoding="utf-8")
+        inputs = action_defaults()
+        inputs["token"] = simulator_token
+        inputs["api-url"] = local_url(slow_simulator)
+        env = runner_environment(dirs, inputs)
+        env.update({"STATE_flow_id": flow_id, "STATE_flow": "test"})
+
+        result = docker_run(image, dirs, env, entrypoint="ectf-action-post")
+
+        assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+        assert client.get_flow("test", flow_id).finished
+    cancels = [
+        r for r in slow_simulator.requests if r.method == "POST" and r.path.endswith("/cancel/")
+    ]
+    assert [r.status for r in cancels] == [204]
+    assert simulator_token not in result.stdout.replace(f"::add-mask::{simulator_token}", "")
+    assert simulator_token not in result.stderr
+    assert files_holding(tmp_path, simulator_token.encode()) == []
