@@ -1,0 +1,463 @@
+"""Safe extraction of a job's output zip, and reading the tail of its log.
+
+Everything in the zip is hostile: names may climb out of the destination, point at
+devices, repeat, lie about sizes or decompress to far more than they declare. The rules:
+- nothing is ever written outside `dest`: a name is split into components (backslashes
+  count as separators), and absolute paths, drive letters, `..`, control characters and
+  over-long components are refused; an existing symlink is never followed;
+- only regular files and folders are created, with fixed permissions (0o644 / 0o755);
+- bytes are counted as they are really written, in chunks, never trusting the sizes the
+  zip declares; when a cap is reached the extraction stops and says which cap;
+- a hostile entry is skipped with one short sentence naming it, and the rest go on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import stat
+import struct
+import zipfile
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from .errors import DownloadError
+
+CHUNK_SIZE = 1024 * 1024
+MAX_COMPONENT_BYTES = 255
+MAX_PATH_BYTES = 4096
+MAX_PROBLEMS = 50
+MAX_SHOWN_NAME = 80
+MAX_JOB_DIR_NAME = 64
+MAX_LOG_FILES_SCANNED = 10_000
+BINARY_SNIFF_BYTES = 8192
+
+FILE_MODE = 0o644
+DIR_MODE = 0o755
+
+_OPEN_FLAGS = (
+    os.O_WRONLY
+    | os.O_CREAT
+    | os.O_EXCL  # with O_CREAT: never follows a symlink, even a dangling one
+    | getattr(os, "O_NOFOLLOW", 0)
+    | getattr(os, "O_CLOEXEC", 0)
+    | getattr(os, "O_BINARY", 0)
+)
+_READ_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+
+_ENCRYPTED_FLAG = 0x1
+_DRIVE = re.compile(r"^[A-Za-z]:")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_JOB_DIR_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+# Errors the zipfile module raises for damaged or unsupported archives and entries.
+_ZIP_ERRORS = (
+    zipfile.BadZipFile,
+    zlib.error,
+    EOFError,
+    ValueError,  # includes UnicodeDecodeError for names flagged UTF-8 that are not
+    NotImplementedError,  # compression methods we cannot read
+    RuntimeError,  # encryption zipfile noticed before we did
+    struct.error,
+)
+
+
+@dataclass(frozen=True)
+class ExtractLimits:
+    """Caps on one job's zip: bytes really written, and files and folders created."""
+
+    max_bytes: int
+    max_files: int = 10_000
+
+    def __post_init__(self) -> None:
+        if self.max_bytes < 0 or self.max_files < 0:
+            raise ValueError("extraction limits cannot be negative")
+
+
+@dataclass
+class ExtractReport:
+    """What was extracted, and one sentence per entry that was not (or per cap hit)."""
+
+    files: int = 0
+    bytes: int = 0
+    problems: list[str] = field(default_factory=list)
+    stopped: bool = False
+
+
+class _CapReached(Exception):
+    """Unwinds the extraction loop when a cap is hit."""
+
+
+class _EntryRefused(Exception):
+    """One entry cannot be extracted; the message completes '<name>: ...'."""
+
+
+def shown_name(name: str) -> str:
+    """A hostile name made safe to print: trimmed, quoted, non-printables escaped."""
+    text = name if len(name) <= MAX_SHOWN_NAME else name[: MAX_SHOWN_NAME - 3] + "..."
+    return repr(text)
+
+
+def _cap_text(size: int) -> str:
+    mib = 1024 * 1024
+    return f"{size // mib} MiB" if size and size % mib == 0 else f"{size:,} bytes"
+
+
+def _entry_parts(name: str) -> list[str]:
+    """The path components of a zip entry, or _EntryRefused if any could escape or hurt."""
+    if not name:
+        raise _EntryRefused("refused: the name is empty")
+    text = name.replace("\\", "/")
+    if text.startswith("/"):
+        raise _EntryRefused("refused: the path is absolute")
+    parts = [part for part in text.split("/") if part not in ("", ".")]
+    if ".." in parts:
+        raise _EntryRefused("refused: the path climbs out with '..'")
+    for part in parts:
+        if _DRIVE.match(part):
+            raise _EntryRefused("refused: the path holds a drive letter")
+        if _CONTROL.search(part):
+            raise _EntryRefused("refused: the name holds control characters")
+        try:
+            size = len(part.encode("utf-8"))
+        except UnicodeEncodeError:
+            raise _EntryRefused("refused: the name is not valid text") from None
+        if size > MAX_COMPONENT_BYTES:
+            raise _EntryRefused(f"refused: a name component is over {MAX_COMPONENT_BYTES} bytes")
+    if len("/".join(parts).encode("utf-8")) > MAX_PATH_BYTES:
+        raise _EntryRefused(f"refused: the path is over {MAX_PATH_BYTES} bytes")
+    return parts
+
+
+def _entry_kind(info: zipfile.ZipInfo) -> str:
+    """'dir', 'file', or _EntryRefused for links and special files (from the Unix mode)."""
+    mode = info.external_attr >> 16
+    kind = stat.S_IFMT(mode)
+    if stat.S_ISLNK(mode):
+        raise _EntryRefused("skipped: symbolic links are not extracted")
+    if kind and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise _EntryRefused("skipped: it is a device, pipe or socket, not a file")
+    if stat.S_ISDIR(mode) or info.filename.endswith(("/", "\\")):
+        return "dir"
+    return "file"
+
+
+class _Extraction:
+    """One pass over an open archive into a destination folder."""
+
+    def __init__(self, archive: zipfile.ZipFile, root: Path, limits: ExtractLimits) -> None:
+        self.archive = archive
+        self.root = root
+        self.limits = limits
+        self.report = ExtractReport()
+        self.created_entries = 0
+        self.seen_names: set[str] = set()
+        self.safe_dirs: set[Path] = {root}
+        self.written_inodes: set[tuple[int, int]] = set()
+        self.unlisted_problems = 0
+
+    def run(self) -> ExtractReport:
+        entries = self.archive.infolist()
+        for index, info in enumerate(entries):
+            try:
+                self._extract(info)
+            except _EntryRefused as refused:
+                self._problem(f"{shown_name(info.orig_filename)}: {refused}.")
+            except _CapReached as cap:
+                left = len(entries) - index
+                self.report.stopped = True
+                self.report.problems.append(
+                    f"{shown_name(info.orig_filename)}: extraction stopped here, {cap} "
+                    f"({left} entries not extracted)."
+                )
+                break
+        if self.unlisted_problems:
+            self.report.problems.append(
+                f"{self.unlisted_problems} more entries were skipped for similar reasons."
+            )
+        return self.report
+
+    def _problem(self, sentence: str) -> None:
+        if len(self.report.problems) < MAX_PROBLEMS:
+            self.report.problems.append(sentence)
+        else:
+            self.unlisted_problems += 1
+
+    def _extract(self, info: zipfile.ZipInfo) -> None:
+        if "\x00" in info.orig_filename:
+            raise _EntryRefused("refused: the name holds a NUL byte")
+        parts = _entry_parts(info.filename)
+        key = "/".join(parts)
+        if key in self.seen_names:
+            raise _EntryRefused("skipped: a duplicate of an earlier entry, which was kept")
+        self.seen_names.add(key)
+        kind = _entry_kind(info)
+        if kind == "dir":
+            self._ensure_dir(parts)
+            return
+        if not parts:
+            raise _EntryRefused("refused: the name is empty")
+        if info.flag_bits & _ENCRYPTED_FLAG:
+            raise _EntryRefused("skipped: it is encrypted")
+        parent = self._ensure_dir(parts[:-1])
+        self._write_file(info, parent / parts[-1])
+
+    def _check_room_for_one_more(self) -> None:
+        if self.created_entries >= self.limits.max_files:
+            raise _CapReached(f"the cap of {self.limits.max_files} files and folders was reached")
+
+    def _ensure_dir(self, parts: list[str]) -> Path:
+        """Create the folders of *parts* under root, refusing to pass through a symlink
+        or a file that is in the way."""
+        current = self.root
+        for part in parts:
+            current = current / part
+            if current in self.safe_dirs:
+                continue
+            try:
+                info = os.lstat(current)
+            except FileNotFoundError:
+                self._check_room_for_one_more()
+                try:
+                    os.mkdir(current, DIR_MODE)
+                except OSError as exc:
+                    raise _EntryRefused(
+                        f"not extracted: its folder could not be created ({exc.strerror})"
+                    ) from None
+                self.created_entries += 1
+                self.safe_dirs.add(current)
+                continue
+            if stat.S_ISLNK(info.st_mode):
+                raise _EntryRefused("refused: a symbolic link is already in its path")
+            if not stat.S_ISDIR(info.st_mode):
+                raise _EntryRefused("skipped: a file is where its folder should be")
+            self.safe_dirs.add(current)
+        return current
+
+    def _write_file(self, info: zipfile.ZipInfo, target: Path) -> None:
+        self._check_room_for_one_more()
+        self._make_room(target)
+        try:
+            source = self.archive.open(info)
+        except (*_ZIP_ERRORS, OSError) as exc:
+            raise _EntryRefused(f"skipped: it cannot be read ({_why(exc)})") from None
+        with source:
+            try:
+                fd = os.open(target, _OPEN_FLAGS, FILE_MODE)
+            except OSError as exc:
+                raise _EntryRefused(f"not extracted: {exc.strerror}") from None
+            self.created_entries += 1
+            with os.fdopen(fd, "wb") as out:
+                identity = os.fstat(fd)
+                try:
+                    written = self._copy(source, out)
+                except BaseException:
+                    out.close()
+                    target.unlink(missing_ok=True)
+                    self.created_entries -= 1
+                    raise
+        self.written_inodes.add((identity.st_dev, identity.st_ino))
+        self.report.files += 1
+        self.report.bytes += written
+
+    def _make_room(self, target: Path) -> None:
+        """Replace a regular file left by an earlier extraction; refuse anything else."""
+        try:
+            info = os.lstat(target)
+        except FileNotFoundError:
+            return
+        if stat.S_ISLNK(info.st_mode):
+            raise _EntryRefused("refused: a symbolic link already exists at its place")
+        if stat.S_ISDIR(info.st_mode):
+            raise _EntryRefused("skipped: a folder of the same name is in the way")
+        if not stat.S_ISREG(info.st_mode):
+            raise _EntryRefused("refused: a special file already exists at its place")
+        if (info.st_dev, info.st_ino) in self.written_inodes:
+            raise _EntryRefused(
+                "skipped: its name clashes with an extracted entry on this file system "
+                "(names that differ only in case?)"
+            )
+        try:
+            target.unlink()
+        except OSError as exc:
+            raise _EntryRefused(
+                f"not extracted: an older file is in the way ({exc.strerror})"
+            ) from None
+
+    def _copy(self, source: IO[bytes], out: IO[bytes]) -> int:
+        """Stream in chunks, counting real bytes against the cap before writing them."""
+        written = 0
+        while True:
+            try:
+                chunk = source.read(CHUNK_SIZE)
+            except (*_ZIP_ERRORS, OSError) as exc:
+                if "CRC" in str(exc):
+                    raise _EntryRefused("removed: it failed its CRC check (damaged)") from None
+                raise _EntryRefused(f"removed: it is damaged ({_why(exc)})") from None
+            if not chunk:
+                return written
+            if self.report.bytes + written + len(chunk) > self.limits.max_bytes:
+                raise _CapReached(
+                    f"the {_cap_text(self.limits.max_bytes)} cap on extracted bytes was reached; "
+                    "raise max-artifact-mb to extract everything"
+                )
+            try:
+                out.write(chunk)
+            except OSError as exc:
+                raise _EntryRefused(f"removed: writing it failed ({exc.strerror})") from None
+            written += len(chunk)
+
+
+def _why(exc: BaseException) -> str:
+    """The kind of failure, without echoing the (hostile) details zipfile quotes."""
+    return type(exc).__name__
+
+
+def extract_zip(zip_path: Path, dest: Path, limits: ExtractLimits) -> ExtractReport:
+    """Extract *zip_path* into *dest* (created if missing) within *limits*.
+
+    Never raises for a hostile entry: each is skipped and named in `problems`. Raises
+    DownloadError only when the file is not a readable zip at all.
+    """
+    try:
+        archive = zipfile.ZipFile(zip_path)
+    except (*_ZIP_ERRORS, OSError) as exc:
+        raise DownloadError(
+            f"{zip_path.name} is not a readable zip archive ({_why(exc)}); "
+            "download the job's output again."
+        ) from None
+    with archive:
+        try:
+            dest.mkdir(parents=True, exist_ok=True)
+            root = dest.resolve(strict=True)
+        except OSError as exc:
+            return ExtractReport(
+                problems=[f"The folder {dest} could not be created: {exc.strerror}."],
+                stopped=True,
+            )
+        return _Extraction(archive, root, limits).run()
+
+
+def job_dir_name(job_name: str) -> str:
+    """One safe, stable path component for a job's artifacts.
+
+    A plain name (letters, digits, `.`, `_`, `-`) is kept as it is; any other gets the
+    unsafe characters replaced and a short hash of the original appended, so that two
+    names that clean up alike still get different folders.
+    """
+    cleaned = _JOB_DIR_UNSAFE.sub("_", job_name).lstrip(".")[:MAX_JOB_DIR_NAME]
+    if cleaned and cleaned == job_name:
+        return cleaned
+    digest = hashlib.sha256(job_name.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return f"{cleaned or 'job'}-{digest}"
+
+
+# -- log tails ---------------------------------------------------------------------------
+
+_ANSI = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]"  # CSI: colours, cursor moves
+    r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"  # OSC: titles, hyperlinks
+    r"|\x1b[PX^_][^\x1b]*(?:\x1b\\)?"  # DCS, SOS, PM, APC strings
+    r"|\x1b[@-Z\\-_]"  # other two-byte escapes
+    r"|\x9b[0-?]*[ -/]*[@-~]"  # 8-bit CSI
+)
+_UNPRINTABLE = re.compile(
+    r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff]"
+)
+
+
+def clean_terminal_text(text: str) -> str:
+    """Terminal output made plain: ANSI escapes removed, carriage-return overwrites
+    resolved as a terminal would show them, control and bidi characters dropped
+    (newline and tab kept)."""
+    text = _ANSI.sub("", text.replace("\r\n", "\n"))
+    lines = [line.rsplit("\r", 1)[-1] for line in text.split("\n")]
+    return _UNPRINTABLE.sub("", "\n".join(lines))
+
+
+def tail_text(text: str, max_lines: int, max_bytes: int) -> str:
+    """The last *max_lines* lines of *text*, within *max_bytes* of UTF-8, never cut
+    inside a character."""
+    lines = text.split("\n")[-max_lines:] if max_lines > 0 else []
+    size = sum(len(line.encode("utf-8")) + 1 for line in lines) - 1
+    while lines and size > max_bytes:
+        size -= len(lines.pop(0).encode("utf-8")) + 1
+    if not lines and max_lines > 0 and max_bytes > 0:
+        last = text.split("\n")[-1].encode("utf-8")
+        return last[-max_bytes:].decode("utf-8", "ignore")
+    return "\n".join(lines)
+
+
+def _regular_files(job_dir: Path) -> list[tuple[str, Path]]:
+    """(relative posix path, path) of the regular files under *job_dir*, sorted; links
+    are not followed."""
+    found: list[tuple[str, Path]] = []
+    for top, dirs, files in os.walk(job_dir, followlinks=False):
+        dirs.sort()
+        for name in files:
+            path = Path(top, name)
+            try:
+                if not stat.S_ISREG(os.lstat(path).st_mode):
+                    continue
+            except OSError:
+                continue
+            found.append((path.relative_to(job_dir).as_posix(), path))
+            if len(found) >= MAX_LOG_FILES_SCANNED:
+                return sorted(found)
+    return sorted(found)
+
+
+def _read_head(path: Path, size: int) -> bytes:
+    fd = os.open(path, _READ_FLAGS)
+    with os.fdopen(fd, "rb") as handle:
+        return handle.read(size)
+
+
+def _read_end(path: Path, max_bytes: int) -> str:
+    """The last *max_bytes* of a file, from the start of a line when it was cut."""
+    fd = os.open(path, _READ_FLAGS)
+    with os.fdopen(fd, "rb") as handle:
+        size = os.fstat(fd).st_size
+        start = max(0, size - max_bytes)
+        handle.seek(start)
+        data = handle.read(max_bytes)
+    if start > 0 and b"\n" in data:
+        data = data.split(b"\n", 1)[1]
+    return data.decode("utf-8", "replace")
+
+
+def read_log_tail(job_dir: Path, *, max_lines: int = 40, max_bytes: int = 8192) -> str:
+    """The tail of a job's log: its `*.log` files (sorted, concatenated), else its other
+    text files. Only the end of each file is read. When several files are shown, each
+    starts with a `==> name <==` line, as `tail` does. Returns "" when there is none."""
+    if max_lines <= 0 or max_bytes <= 0 or not job_dir.is_dir():
+        return ""
+    files = _regular_files(job_dir)
+    chosen = [entry for entry in files if entry[0].lower().endswith(".log")]
+    if not chosen:
+        chosen = []
+        for relative, path in files:
+            try:
+                head = _read_head(path, BINARY_SNIFF_BYTES)
+            except OSError:
+                continue
+            if head and b"\x00" not in head:
+                chosen.append((relative, path))
+    labelled = len(chosen) > 1
+    pieces: list[str] = []
+    used = 0
+    for relative, path in reversed(chosen):
+        if used >= max_bytes:
+            break
+        try:
+            text = clean_terminal_text(_read_end(path, max_bytes - used)).rstrip("\n")
+        except OSError:
+            continue
+        if labelled:
+            text = f"==> {clean_terminal_text(relative)} <==\n{text}"
+        pieces.append(text)
+        used += len(text.encode("utf-8")) + 1
+    return tail_text("\n".join(reversed(pieces)), max_lines, max_bytes)
