@@ -1,0 +1,410 @@
+"""The action's inputs, read once and checked in full before anything is sent.
+
+`load_settings` turns flags and the environment into one frozen `Settings`. Every bad
+value raises `InvalidInput` naming the input and what is allowed, so a typo costs no
+request and no slot on the server. Inputs arrive as the runner passes them to a
+container action (`INPUT_API-URL`, hyphen kept; the underscore spelling is accepted
+too); an empty value means "not given"; a flag wins over the environment.
+
+Kept light at import time (no HTTP library): `--help` start-up is benchmarked.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, cast
+from urllib.parse import urlsplit
+
+from .errors import InvalidInput
+from .results import RunStatus
+from .validation import (
+    parse_bool,
+    parse_choice,
+    parse_commit,
+    parse_flow_name,
+    parse_git_url,
+    parse_mapping,
+    parse_positive_number,
+)
+
+if TYPE_CHECKING:
+    from .follow import PollSchedule
+
+ConflictPolicy = Literal["wait", "cancel", "fail"]
+PendingPolicy = Literal["exit", "wait", "fail"]
+ArtifactsMode = Literal["all", "failed", "none"]
+
+CONFLICT_POLICIES: tuple[str, ...] = ("wait", "cancel", "fail")
+PENDING_POLICIES: tuple[str, ...] = ("exit", "wait", "fail")
+ARTIFACT_MODES: tuple[str, ...] = ("all", "failed", "none")
+PULL_REQUEST_EVENTS = frozenset({"pull_request", "pull_request_target"})
+# Keys of the queue body that have inputs of their own; `params` may not override them,
+# or the flow queued would not be the one `run` looks for and reports on.
+RESERVED_PARAMS = {"git_url": "git-url", "commit_hash": "commit", "target_team": "target-team"}
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    name: str
+    default: str
+    help: str
+    metavar: str = "VALUE"
+
+
+# Every input of action.yml, with the contract's defaults.
+INPUTS: tuple[InputSpec, ...] = (
+    InputSpec("token", "", "the team's API token (prefer ECTF_TOKEN: a flag shows in ps)", "TOKEN"),
+    InputSpec("api-url", "", "testing server (default: https://api.ectf.mitre.org)", "URL"),
+    InputSpec("flow", "test", "clone, test, submit or remote (default: test)", "FLOW"),
+    InputSpec("git-url", "", "ssh:// URL of the repo the server clones", "URL"),
+    InputSpec("commit", "", "commit to test (default: the PR head or GITHUB_SHA)", "SHA"),
+    InputSpec("target-team", "", "the team to attack (flow remote)", "TEAM"),
+    InputSpec("params", "", "YAML or JSON mapping merged into the queue body", "MAPPING"),
+    InputSpec("timeout-minutes", "90", "the whole wait, queueing included (default: 90)", "MIN"),
+    InputSpec("poll-interval", "auto", "seconds between polls, or auto (default)", "SECONDS"),
+    InputSpec("on-conflict", "wait", "wait, cancel or fail when a flow is active (default: wait)"),
+    InputSpec("on-pending", "exit", "exit, wait or fail on an unanswered pending job"),
+    InputSpec("pending-inputs", "", "YAML or JSON mapping: job name -> input mapping", "MAPPING"),
+    InputSpec("artifacts-path", "ectf-artifacts", "where job outputs are extracted", "DIR"),
+    InputSpec("download-artifacts", "all", "all, failed or none (default: all)"),
+    InputSpec("max-artifact-mb", "512", "cap on bytes extracted per job (default: 512)", "MB"),
+    InputSpec("junit-path", "ectf-junit.xml", "JUnit report path; empty disables", "FILE"),
+    InputSpec("job-summary", "true", "write the markdown job summary (default: true)", "BOOL"),
+    InputSpec("fail-on", "failed,canceled,timed-out", "results that fail the step", "LIST"),
+    InputSpec("skip-without-token", "true", "an empty token skips instead of failing", "BOOL"),
+)
+INPUT_NAMES: tuple[str, ...] = tuple(spec.name for spec in INPUTS)
+_DEFAULTS = {spec.name: spec.default for spec in INPUTS}
+# Inputs for which an explicitly empty value means "off" rather than "not given".
+_EMPTY_DISABLES = frozenset({"junit-path"})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything `run` needs, checked. Paths are absolute; the token is never shown."""
+
+    flow: str
+    api_url: str
+    token: str = field(repr=False)
+    git_url: str | None
+    commit: str | None
+    target_team: str | None
+    params: Mapping[str, Any]
+    timeout_seconds: float
+    poll_schedule: PollSchedule
+    on_conflict: ConflictPolicy
+    on_pending: PendingPolicy
+    pending_inputs: Mapping[str, Mapping[str, Any]]
+    artifacts_path: Path
+    download_artifacts: ArtifactsMode
+    max_artifact_bytes: int
+    junit_path: Path | None
+    job_summary: bool
+    fail_on: frozenset[RunStatus]
+    skip_without_token: bool
+    workspace: Path
+    temp_root: Path | None = None
+    in_actions: bool = False
+
+    def queue_body(self) -> dict[str, Any]:
+        """The POST body: what identifies the flow, plus the user's extra params."""
+        body: dict[str, Any] = dict(self.params)
+        if self.flow == "remote":
+            body["target_team"] = self.target_team
+        else:
+            body["git_url"] = self.git_url
+            body["commit_hash"] = self.commit
+        return body
+
+    def relative(self, path: Path) -> str:
+        """*path* as a later workflow step finds it: relative to the workspace, posix.
+
+        Outputs are not translated back to host paths, so only a workspace-relative path
+        means the same thing in the container and on the host.
+        """
+        try:
+            return path.relative_to(self.workspace).as_posix()
+        except ValueError:
+            return path.as_posix()
+
+
+def input_env_names(name: str) -> tuple[str, str]:
+    """The runner's spelling (`INPUT_API-URL`) and the underscore one (`INPUT_API_URL`)."""
+    upper = name.replace(" ", "_").upper()
+    return f"INPUT_{upper}", f"INPUT_{upper.replace('-', '_')}"
+
+
+def in_github_actions(env: Mapping[str, str]) -> bool:
+    return env.get("GITHUB_ACTIONS", "").strip().lower() == "true"
+
+
+class _Inputs:
+    """Raw input values: the flag if given, else (inside Actions) the INPUT_ variable."""
+
+    def __init__(self, flags: Mapping[str, str | None], env: Mapping[str, str]) -> None:
+        self._flags = flags
+        self._env = env
+        self._actions = in_github_actions(env)
+
+    def raw(self, name: str) -> str | None:
+        """The trimmed value, "" when given empty, None when not given at all."""
+        flag = self._flags.get(name)
+        if flag is not None:
+            return flag.strip()
+        if not self._actions:
+            return None
+        present: str | None = None
+        for key in input_env_names(name):
+            if key in self._env:
+                value = self._env[key].strip()
+                if value:
+                    return value
+                present = ""
+        return present
+
+    def value(self, name: str) -> str:
+        """The value, or the default when not given (an empty value is not given)."""
+        return self.raw(name) or _DEFAULTS[name]
+
+
+def load_settings(
+    flags: Mapping[str, str | None], env: Mapping[str, str], *, home: Path, cwd: Path
+) -> Settings:
+    """Read and check every input; raise InvalidInput for the first bad one.
+
+    *flags* maps input names (`api-url`) to flag values, None for flags not given.
+    """
+    from .config import resolve_config
+    from .follow import PollSchedule
+
+    inputs = _Inputs(flags, env)
+    actions = in_github_actions(env)
+
+    flow = parse_flow_name(inputs.value("flow"), name="flow")
+    config = resolve_config(
+        {
+            "token": flags.get("token"),
+            "api_url": flags.get("api-url"),
+            "git_url": flags.get("git-url"),
+        },
+        env,
+        home,
+    )
+    target_team = inputs.raw("target-team") or None
+    if target_team is not None and not target_team.isprintable():
+        raise InvalidInput("target-team", "must be a team name on one line")
+    if flow == "remote" and target_team is None:
+        raise InvalidInput(
+            "target-team", "is required for flow: remote (the name of the team to attack)"
+        )
+    git_url = _git_url(config.git_url, config.sources.get("git_url", "git-url"), env, flow)
+    commit = _commit(inputs.raw("commit"), env, flow)
+    params = parse_mapping(inputs.value("params"), name="params")
+    for key, input_name in RESERVED_PARAMS.items():
+        if key in params:
+            raise InvalidInput("params", f"must not set {key!r}: use the {input_name} input for it")
+    timeout_minutes = parse_positive_number(inputs.value("timeout-minutes"), name="timeout-minutes")
+    schedule = PollSchedule.parse(inputs.value("poll-interval"), name="poll-interval")
+    on_conflict = parse_choice(
+        inputs.value("on-conflict"), name="on-conflict", choices=CONFLICT_POLICIES
+    )
+    on_pending = parse_choice(
+        inputs.value("on-pending"), name="on-pending", choices=PENDING_POLICIES
+    )
+    pending_inputs = _pending_inputs(inputs.value("pending-inputs"))
+    workspace = _workspace(env, cwd)
+    artifacts_path = _path_in_workspace(
+        inputs.value("artifacts-path"), "artifacts-path", workspace, confine=actions
+    )
+    download = parse_choice(
+        inputs.value("download-artifacts"), name="download-artifacts", choices=ARTIFACT_MODES
+    )
+    max_mb = parse_positive_number(inputs.value("max-artifact-mb"), name="max-artifact-mb")
+    junit_raw = inputs.raw("junit-path")
+    junit_text = _DEFAULTS["junit-path"] if junit_raw is None else junit_raw
+    junit_path = (
+        _path_in_workspace(junit_text, "junit-path", workspace, confine=actions)
+        if junit_text
+        else None
+    )
+    if junit_path is not None and junit_path.is_dir():
+        raise InvalidInput(
+            "junit-path", f"{junit_text!r} is a folder; name a file, e.g. ectf-junit.xml"
+        )
+    job_summary = parse_bool(inputs.value("job-summary"), name="job-summary")
+    fail_on = parse_fail_on(inputs.value("fail-on"))
+    skip = parse_bool(inputs.value("skip-without-token"), name="skip-without-token")
+
+    if not config.token and not skip:
+        raise InvalidInput(
+            "token",
+            "is empty. Add the team's token as a repository secret (Settings > Secrets and "
+            "variables > Actions, e.g. ECTF_TOKEN) and pass `token: ${{ secrets.ECTF_TOKEN }}`; "
+            "outside Actions set ECTF_TOKEN or run `ectf config`",
+        )
+
+    return Settings(
+        flow=flow,
+        api_url=config.api_url,
+        token=config.token,
+        git_url=git_url,
+        commit=commit,
+        target_team=target_team if flow == "remote" else None,
+        params=params,
+        timeout_seconds=timeout_minutes * 60.0,
+        poll_schedule=schedule,
+        on_conflict=cast(ConflictPolicy, on_conflict),
+        on_pending=cast(PendingPolicy, on_pending),
+        pending_inputs=pending_inputs,
+        artifacts_path=artifacts_path,
+        download_artifacts=cast(ArtifactsMode, download),
+        max_artifact_bytes=max(1, int(max_mb * MIB)),
+        junit_path=junit_path,
+        job_summary=job_summary,
+        fail_on=fail_on,
+        skip_without_token=skip,
+        workspace=workspace,
+        temp_root=_temp_root(env, artifacts_path),
+        in_actions=actions,
+    )
+
+
+def token_candidates(flags: Mapping[str, str | None], env: Mapping[str, str]) -> list[str]:
+    """Every value that may turn out to be the token, to mask before anything is printed.
+
+    Cheap and never failing, unlike `load_settings`, which may report an error (and so
+    print) before it has read the token.
+    """
+    values = [flags.get("token") or ""]
+    values += [env.get(key, "") for key in input_env_names("token")]
+    values.append(env.get("ECTF_TOKEN", ""))
+    found: list[str] = []
+    for value in values:
+        for candidate in (value, value.strip()):
+            if candidate.strip() and candidate not in found:
+                found.append(candidate)
+    return found
+
+
+def parse_fail_on(text: str) -> frozenset[RunStatus]:
+    allowed = ", ".join(status.value for status in RunStatus)
+    entries = [part.strip() for part in text.split(",")]
+    result: set[RunStatus] = set()
+    for entry in entries:
+        if not entry:
+            continue
+        try:
+            result.add(RunStatus(entry))
+        except ValueError:
+            raise InvalidInput(
+                "fail-on", f"{entry!r} is not a result; use a comma-separated list of {allowed}"
+            ) from None
+    if not result:
+        raise InvalidInput("fail-on", f"lists no result; use a comma-separated list of {allowed}")
+    return frozenset(result)
+
+
+def _pending_inputs(text: str) -> dict[str, dict[str, Any]]:
+    mapping = parse_mapping(text, name="pending-inputs")
+    answers: dict[str, dict[str, Any]] = {}
+    for job_name, data in mapping.items():
+        if not isinstance(data, Mapping):
+            raise InvalidInput(
+                "pending-inputs",
+                f"the value for job {job_name!r} must be a mapping, e.g. "
+                f"{{{job_name}: {{approve: true}}}}; got a {type(data).__name__}",
+            )
+        answers[job_name] = {str(k): v for k, v in data.items()}
+    return answers
+
+
+def _git_url(configured: str | None, source: str, env: Mapping[str, str], flow: str) -> str | None:
+    if configured:
+        return parse_git_url(configured, name=source)
+    if flow == "remote":
+        return None
+    server = env.get("GITHUB_SERVER_URL", "").strip()
+    repository = env.get("GITHUB_REPOSITORY", "").strip()
+    host = urlsplit(server).hostname if server else None
+    if host and repository:
+        return parse_git_url(f"ssh://git@{host}/{repository}.git", name="git-url")
+    raise InvalidInput(
+        "git-url",
+        "is not given and GITHUB_SERVER_URL/GITHUB_REPOSITORY are not set; pass "
+        "ssh://git@<host>/<owner>/<repo>.git (--git-url, ECTF_GIT_URL or ~/.ectf-config)",
+    )
+
+
+def _commit(given: str | None, env: Mapping[str, str], flow: str) -> str | None:
+    if given:
+        return parse_commit(given, name="commit")
+    event = env.get("GITHUB_EVENT_NAME", "").strip()
+    if event in PULL_REQUEST_EVENTS:
+        return parse_commit(_pull_request_head(env, event), name="commit")
+    sha = env.get("GITHUB_SHA", "").strip()
+    if sha:
+        return parse_commit(sha, name="GITHUB_SHA")
+    if flow == "remote":
+        return None
+    raise InvalidInput(
+        "commit", "is not given and GITHUB_SHA is not set; pass the commit hash to test"
+    )
+
+
+def _pull_request_head(env: Mapping[str, str], event: str) -> str:
+    """The PR's head SHA: a PR's GITHUB_SHA is a merge commit the server cannot fetch."""
+    problem = (
+        f"on a {event} event it is read from the event payload (pull_request.head.sha), "
+        "which {}; set the commit input"
+    )
+    path = env.get("GITHUB_EVENT_PATH", "").strip()
+    if not path:
+        raise InvalidInput("commit", problem.format("is missing: GITHUB_EVENT_PATH is not set"))
+    try:
+        payload = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        raise InvalidInput("commit", problem.format(f"could not be read from {path}")) from None
+    head: Any = payload
+    for key in ("pull_request", "head", "sha"):
+        head = head.get(key) if isinstance(head, Mapping) else None
+    if not isinstance(head, str) or not head.strip():
+        raise InvalidInput("commit", problem.format("does not hold it"))
+    return head
+
+
+def _workspace(env: Mapping[str, str], cwd: Path) -> Path:
+    workspace = env.get("GITHUB_WORKSPACE", "").strip() if in_github_actions(env) else ""
+    return Path(workspace).resolve() if workspace else cwd.resolve()
+
+
+def _path_in_workspace(text: str, name: str, workspace: Path, *, confine: bool) -> Path:
+    """Resolve against the workspace; inside Actions a path must stay in it, since a
+    later step only finds it by a workspace-relative path."""
+    if not text.isprintable():
+        raise InvalidInput(name, "must be a path on one line")
+    path = Path(text)
+    resolved = (path if path.is_absolute() else workspace / path).resolve()
+    if confine and not resolved.is_relative_to(workspace):
+        raise InvalidInput(
+            name,
+            f"{text!r} is outside the workspace; use a path relative to it (e.g. "
+            f"{_DEFAULTS[name]}): later steps find outputs only there",
+        )
+    if resolved == workspace or resolved in workspace.parents:
+        raise InvalidInput(name, f"{text!r} is the workspace itself; name a path inside it")
+    return resolved
+
+
+def _temp_root(env: Mapping[str, str], artifacts_path: Path) -> Path | None:
+    """RUNNER_TEMP when usable (the runner cleans it), never inside the artifacts folder."""
+    text = env.get("RUNNER_TEMP", "").strip()
+    if not text:
+        return None
+    path = Path(text).resolve()
+    if not path.is_dir() or path.is_relative_to(artifacts_path):
+        return None
+    return path
