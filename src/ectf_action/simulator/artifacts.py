@@ -1,0 +1,434 @@
+"""The zips the simulated server hands out: job outputs and attack packages.
+
+Logs read like the real thing (a git clone, a firmware build, test cases, a package
+step), end the way the job ended, and are deterministic for a seed. Big files are
+generated chunk by chunk straight into the zip on disk, so a 1 GB artifact never sits
+in memory, and a build stops between chunks when the simulator stops.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import threading
+import zipfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Final
+
+from .scenario import ArtifactSpec
+
+CHUNK: Final = 1024 * 1024
+_DEFAULT_SIZES: Final = {"text": 4096, "random": 64 * 1024, "zeros": 64 * 1024}
+_ZIP64_THRESHOLD: Final = (1 << 31) - 1
+
+
+class BuildCancelled(Exception):
+    """The simulator stopped while a zip was being written."""
+
+
+@dataclass(frozen=True)
+class LogContext:
+    """What a job's log talks about."""
+
+    flow_name: str
+    job_name: str
+    team: str
+    outcome: str  # succeeded | failed
+    template: str = "generic"
+    params: Mapping[str, Any] = field(default_factory=dict)
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    duration: float = 1.0
+    seed: str = "0"
+
+    @property
+    def commit(self) -> str:
+        value = self.params.get("commit_hash")
+        return value if isinstance(value, str) and value else "0" * 40
+
+    @property
+    def git_url(self) -> str:
+        value = self.params.get("git_url")
+        return value if isinstance(value, str) and value else "ssh://git@github.com/team/design.git"
+
+    @property
+    def port(self) -> int:
+        """The TCP port a `get_ports` job hands out; stable for the job."""
+        digest = hashlib.sha256(f"port:{self.seed}".encode()).digest()
+        return 20000 + int.from_bytes(digest[:4], "big") % 20000
+
+    def rng(self, salt: str) -> random.Random:
+        return random.Random(f"ectf-sim-artifact:{self.seed}:{salt}")
+
+
+def build_zip(
+    dest: Path,
+    files: Sequence[ArtifactSpec],
+    ctx: LogContext,
+    *,
+    cancel: threading.Event | None = None,
+) -> int:
+    """Write the zip for *files* to *dest* (through a temporary name); return its size."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    partial = dest.with_name(dest.name + ".part")
+    stamp = ctx.started_at.astimezone(UTC)
+    date_time = (
+        max(stamp.year, 1980),
+        stamp.month,
+        stamp.day,
+        stamp.hour,
+        stamp.minute,
+        stamp.second,
+    )
+    try:
+        with zipfile.ZipFile(partial, "w", allowZip64=True) as archive:
+            for spec in files:
+                if not spec.applies_to(ctx.outcome):
+                    continue
+                for index in range(spec.count):
+                    _check(cancel)
+                    name = spec.name.replace("{i}", str(index)) if spec.count > 1 else spec.name
+                    info = zipfile.ZipInfo(name, date_time=date_time)
+                    info.compress_type = (
+                        zipfile.ZIP_DEFLATED if spec.compress else zipfile.ZIP_STORED
+                    )
+                    info.external_attr = 0o644 << 16
+                    size_hint = spec.size or 0
+                    with archive.open(info, "w", force_zip64=size_hint >= _ZIP64_THRESHOLD) as out:
+                        for chunk in file_chunks(spec, ctx, index):
+                            _check(cancel)
+                            out.write(chunk)
+        os.replace(partial, dest)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    return dest.stat().st_size
+
+
+def _check(cancel: threading.Event | None) -> None:
+    if cancel is not None and cancel.is_set():
+        raise BuildCancelled
+
+
+def file_chunks(spec: ArtifactSpec, ctx: LogContext, index: int = 0) -> Iterator[bytes]:
+    """The bytes of one file, in chunks of at most `CHUNK`."""
+    size = spec.size if spec.size is not None else _DEFAULT_SIZES.get(spec.kind)
+    if spec.kind == "log":
+        text = render_log(ctx, size=spec.size)
+        yield from _split(text.encode("utf-8"))
+    elif spec.kind == "content":
+        yield from _split(spec.text.encode("utf-8"))
+    elif spec.kind == "port":
+        yield f"{ctx.port}\n".encode()
+    elif spec.kind == "zeros":
+        yield from _repeat(bytes(min(CHUNK, size or 0)), size or 0)
+    elif spec.kind == "random":
+        rng = ctx.rng(f"{spec.name}:{index}")
+        remaining = size or 0
+        while remaining > 0:
+            step = min(CHUNK, remaining)
+            yield rng.randbytes(step)
+            remaining -= step
+    else:
+        yield from _text_chunks(ctx, spec, index, size or 0)
+
+
+def _split(data: bytes) -> Iterator[bytes]:
+    for start in range(0, len(data), CHUNK):
+        yield data[start : start + CHUNK]
+
+
+def _repeat(block: bytes, size: int) -> Iterator[bytes]:
+    remaining = size
+    while remaining > 0:
+        step = min(len(block), remaining)
+        yield block[:step]
+        remaining -= step
+
+
+_WORDS: Final = (
+    "secure",
+    "boot",
+    "flash",
+    "image",
+    "hsm",
+    "permission",
+    "channel",
+    "subscription",
+    "decoder",
+    "frame",
+    "signature",
+    "nonce",
+    "counter",
+    "firmware",
+    "encrypt",
+    "decrypt",
+    "verify",
+    "transfer",
+    "interrogate",
+    "listen",
+    "receive",
+    "write",
+    "read",
+    "list",
+    "file",
+    "slot",
+    "key",
+    "attestation",
+    "replay",
+)
+
+
+def _text_chunks(ctx: LogContext, spec: ArtifactSpec, index: int, size: int) -> Iterator[bytes]:
+    """Compressible text: numbered lines of a small vocabulary."""
+    rng = ctx.rng(f"{spec.name}:{index}")
+    lines = [" ".join(rng.choice(_WORDS) for _ in range(9)) for _ in range(64)]
+    produced = 0
+    number = 0
+    buffer: list[bytes] = []
+    buffered = 0
+    while produced + buffered < size:
+        line = f"{number:08d} {lines[number % len(lines)]}\n".encode()
+        buffer.append(line)
+        buffered += len(line)
+        number += 1
+        if buffered >= CHUNK or produced + buffered >= size:
+            data = b"".join(buffer)[: size - produced]
+            produced += len(data)
+            buffer, buffered = [], 0
+            yield data
+
+
+# --- logs ------------------------------------------------------------------------
+
+
+def render_log(ctx: LogContext, *, size: int | None = None) -> str:
+    """A realistic log for the job, ending as the job ended; padded towards *size*."""
+    render = _TEMPLATES.get(ctx.template, _generic)
+    head, tail = render(ctx)
+    filler = _fillers(ctx)
+    body = list(head)
+    if size is not None:
+        current = sum(len(line) + 1 for line in head + tail)
+        while current < size:
+            line = next(filler)
+            body.append(line)
+            current += len(line) + 1
+    lines = body + tail
+    step = ctx.duration / max(1, len(lines))
+    stamped = []
+    for number, line in enumerate(lines):
+        moment = ctx.started_at + timedelta(seconds=step * number)
+        stamped.append(
+            f"{moment.strftime('%Y-%m-%dT%H:%M:%S')}.{moment.microsecond // 1000:03d}Z {line}"
+        )
+    text = "\n".join(stamped) + "\n"
+    if size is not None and len(text) > size:
+        text = text[:size]
+    return text
+
+
+def _fillers(ctx: LogContext) -> Iterator[str]:
+    rng = ctx.rng("filler")
+    number = 0
+    while True:
+        number += 1
+        yield (
+            f"debug: step {number}: {rng.choice(_WORDS)} {rng.choice(_WORDS)} "
+            f"ok in {rng.randint(1, 999)} ms"
+        )
+
+
+Lines = tuple[list[str], list[str]]
+
+
+def _pull(ctx: LogContext) -> Lines:
+    rng = ctx.rng("pull")
+    objects = rng.randint(400, 4000)
+    head = [
+        f"Cloning repository {ctx.git_url}",
+        "Cloning into '/ectf/design'...",
+        f"remote: Enumerating objects: {objects}, done.",
+        f"remote: Counting objects: 100% ({objects}/{objects}), done.",
+        f"remote: Compressing objects: 100% ({objects // 2}/{objects // 2}), done.",
+        f"Receiving objects: 100% ({objects}/{objects}), {rng.uniform(0.5, 9):.2f} MiB, done.",
+        f"Resolving deltas: 100% ({objects // 3}/{objects // 3}), done.",
+    ]
+    if ctx.outcome == "failed":
+        tail = [
+            f"fatal: reference is not a tree: {ctx.commit}",
+            "error: the commit could not be checked out; push it and make sure the "
+            "organizers' account can read the repository",
+            "pull-repo failed with exit code 128",
+        ]
+    else:
+        tail = [
+            f"Checking out {ctx.commit}",
+            f"HEAD is now at {ctx.commit[:7]} Design update",
+            "Repository pulled successfully",
+        ]
+    return head, tail
+
+
+_SOURCES: Final = (
+    "main.c",
+    "host_messaging.c",
+    "simple_crypto.c",
+    "filesystem.c",
+    "commands.c",
+    "uart.c",
+    "flash.c",
+    "permissions.c",
+)
+
+
+def _build(ctx: LogContext) -> Lines:
+    rng = ctx.rng("build")
+    head = [
+        f"Building design at commit {ctx.commit[:12]} for team {ctx.team}",
+        "Step 1/6 : FROM ubuntu:24.04",
+        "Step 2/6 : RUN apt-get update && apt-get install -y gcc-arm-none-eabi make python3",
+        "Step 3/6 : COPY . /design",
+        "Step 4/6 : RUN make -C /design/firmware",
+        "-- The C compiler identification is GNU 13.2.1",
+    ]
+    count = len(_SOURCES)
+    for number, source in enumerate(_SOURCES, start=1):
+        head.append(
+            f"[{number * 100 // (count + 1):3d}%] Building C object "
+            f"firmware/CMakeFiles/hsm.dir/src/{source}.obj"
+        )
+    if ctx.outcome == "failed":
+        broken = rng.choice(_SOURCES)
+        line = rng.randint(20, 400)
+        tail = [
+            f"src/{broken}:{line}:5: error: implicit declaration of function "
+            "'decrypt_frame' [-Wimplicit-function-declaration]",
+            f"  {line} |     decrypt_frame(buf, len, key);",
+            "      |     ^~~~~~~~~~~~~",
+            f"make[2]: *** [firmware/CMakeFiles/hsm.dir/build.make:90: src/{broken}.obj] Error 1",
+            "make[1]: *** [CMakeFiles/Makefile2:83: firmware/CMakeFiles/hsm.dir/all] Error 2",
+            "make: *** [Makefile:42: all] Error 2",
+            "Build failed with exit code 2",
+        ]
+    else:
+        used = rng.randint(40_000, 200_000)
+        tail = [
+            "[100%] Linking C executable hsm.elf",
+            "Memory region         Used Size  Region Size  %age Used",
+            f"           FLASH:     {used} B       256 KB     {used / 2621.44:5.2f}%",
+            f"             RAM:     {used // 6} B        64 KB     {used / 6 / 655.36:5.2f}%",
+            "Step 5/6 : RUN python3 -m ectf.tools.gen_secrets",
+            "Step 6/6 : COPY --from=build /design/build /out",
+            f"Build succeeded: hsm.bin ({used} bytes, sha256 "
+            f"{hashlib.sha256(f'{ctx.seed}:bin'.encode()).hexdigest()[:16]}...)",
+        ]
+    return head, tail
+
+
+_FUNCTIONAL: Final = (
+    "list_files",
+    "read_file",
+    "write_file",
+    "listen",
+    "interrogate",
+    "receive_file",
+    "permission_check",
+    "pin_check",
+    "reset_state",
+)
+_SECURITY: Final = (
+    "no_read_without_permission",
+    "no_write_without_pin",
+    "replay_rejected",
+    "tampered_file_rejected",
+    "timing_constant",
+    "wrong_pin_delay",
+)
+
+
+def _tests(ctx: LogContext) -> Lines:
+    rng = ctx.rng("tests")
+    names = _SECURITY if "secur" in ctx.job_name.lower() else _FUNCTIONAL
+    failing = rng.randrange(len(names)) if ctx.outcome == "failed" else -1
+    head = [
+        f"Running {ctx.job_name} against {ctx.commit[:12]} ({len(names)} cases)",
+        "Flashing hsm.bin to the test board... done",
+        "Resetting board... done",
+    ]
+    for number, name in enumerate(names):
+        took = rng.uniform(0.05, 3.0)
+        verdict = "FAILED" if number == failing else "PASSED"
+        head.append(f"[TEST] {name} ... {verdict} ({took:.2f}s)")
+        if number == failing:
+            head.append(f"    AssertionError: {name}: expected response 'OK', got 'ERR 0x3'")
+    failed = 1 if failing >= 0 else 0
+    tail = [f"{len(names) - failed} passed, {failed} failed"]
+    tail.append(f"{ctx.job_name} {'failed' if failed else 'succeeded'}")
+    return head, tail
+
+
+def _package(ctx: LogContext) -> Lines:
+    head = [
+        f"Generating attack package for team {ctx.team}",
+        f"Building design {ctx.commit[:12]} in release mode",
+        "Collecting firmware images: hsm.bin, bootloader.bin",
+        "Encrypting package with the team's handoff key",
+    ]
+    if ctx.outcome == "failed":
+        return head, ["error: packaging failed: firmware image missing", "package failed"]
+    return head, [
+        "Package written: attack_package.enc",
+        "Review the package, then approve it with the team_approval job",
+        "package succeeded",
+    ]
+
+
+def _ports(ctx: LogContext) -> Lines:
+    target = ctx.params.get("target_team", "unknown")
+    head = [f"Allocating remote scenario ports for target team {target}"]
+    if ctx.outcome == "failed":
+        return head, ["error: no remote scenario port available", "get_ports failed"]
+    return head, [f"Assigned TCP port {ctx.port}", "Wrote port.out", "get_ports succeeded"]
+
+
+def _remote(ctx: LogContext) -> Lines:
+    target = ctx.params.get("target_team", "unknown")
+    head = [
+        f"Waiting for remote hardware for target team {target}",
+        "Flashing target design... done",
+        f"Listening for the attacker on TCP port {ctx.port}",
+    ]
+    if ctx.outcome == "failed":
+        return head, ["error: the remote board stopped responding", "run_remote_scenario failed"]
+    return head, [
+        "Attacker connected",
+        "Scenario time elapsed; closing connection",
+        "run_remote_scenario succeeded",
+    ]
+
+
+def _approval(ctx: LogContext) -> Lines:
+    head = [f"{ctx.job_name}: waiting for input"]
+    verdict = "approved" if ctx.outcome == "succeeded" else "rejected"
+    return head, [f"{ctx.job_name}: {verdict}"]
+
+
+def _generic(ctx: LogContext) -> Lines:
+    head = [f"Starting {ctx.job_name} for team {ctx.team}"]
+    return head, [f"{ctx.job_name} {ctx.outcome}"]
+
+
+_TEMPLATES: Final[dict[str, Callable[[LogContext], Lines]]] = {
+    "pull": _pull,
+    "build": _build,
+    "test": _tests,
+    "package": _package,
+    "ports": _ports,
+    "remote": _remote,
+    "approval": _approval,
+    "generic": _generic,
+}
