@@ -269,3 +269,20 @@ def test_summary_past_the_github_cap_is_refused_with_a_warning(tmp_path: Path) -
     commands.append_summary("y" * 20)
     assert (tmp_path / "summary").stat().st_size == SUMMARY_FILE_LIMIT - 10
     assert out.getvalue().startswith("::warning title=Job summary too large::")
+
+
+def test_lone_surrogates_from_json_cannot_break_utf8_writes(tmp_path: Path) -> None:
+    out = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors="strict", write_through=True)
+    commands = WorkflowCommands(
+        out,
+        output_file=tmp_path / "output",
+        state_file=None,
+        summary_file=tmp_path / "summary",
+    )
+    commands.info("name \ud800 here")
+    commands.echo_untrusted("log \udfff")
+    commands.error("bad \ud83d", title="\udc00")
+    commands.set_output("jobs", "\ud800")
+    commands.append_summary("\ud800")
+    assert "\ufffd" in (tmp_path / "output").read_text(encoding="utf-8")
+    assert (tmp_path / "summary").read_text(encoding="utf-8") == "\ufffd\n"

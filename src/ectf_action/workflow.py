@@ -36,6 +36,7 @@ SUMMARY_FILE_LIMIT = 1024 * 1024
 # or "##[name ...]" (legacy form).
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _COMMAND_START = re.compile(r"^\s*(::|##\[)")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def escape_data(value: object) -> str:
@@ -116,11 +117,12 @@ class WorkflowCommands:
             self._write_raw(f"::add-mask::{escape_data(value)}")
 
     def redact(self, text: str) -> str:
-        """*text* with every registered secret replaced by `***`."""
+        """*text* with every registered secret replaced by `***`, and any lone surrogate
+        (JSON can carry one; UTF-8 cannot encode it) replaced by U+FFFD."""
         for secret in self._masks:
             if secret in text:
                 text = text.replace(secret, REDACTED)
-        return text
+        return _LONE_SURROGATE.sub("\ufffd", text)
 
     # -- commands on stdout ------------------------------------------------------------
 
