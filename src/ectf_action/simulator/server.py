@@ -237,6 +237,7 @@ class _BadBody(Exception):
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "uvicorn"
+    disable_nagle_algorithm = True  # headers and body go out in separate writes
     server: _Server
 
     def version_string(self) -> str:
@@ -653,8 +654,6 @@ class _Handler(BaseHTTPRequestHandler):
     ) -> None:
         if fault.kind == "drop":
             self.close_connection = True
-            with _quiet():
-                self.connection.shutdown(socket.SHUT_RDWR)
             self.server.simulator.record(
                 RequestRecord(
                     method,
@@ -668,6 +667,8 @@ class _Handler(BaseHTTPRequestHandler):
                     time.monotonic() - started,
                 )
             )
+            with _quiet():
+                self.connection.shutdown(socket.SHUT_RDWR)
             return
         if fault.kind == "rate_limit":
             reply = detail_reply(
@@ -691,11 +692,10 @@ class _Handler(BaseHTTPRequestHandler):
         started: float,
         body: bytes,
     ) -> None:
-        truncate = decision.truncate if reply.status < 300 else None
-        self._send(reply, method, truncate)
-        label = decision.label
-        if decision.truncate is not None and truncate is None:
-            label = ",".join(x for x in decision.labels if x != "truncate") or None
+        truncate = decision.truncate if reply.status < 300 and reply.length else None
+        applied = [x for x in decision.labels if x != "truncate" or truncate is not None]
+        label = ",".join(applied) or None
+        # Recorded before sending, so a client that has its reply finds the record.
         self.server.simulator.record(
             RequestRecord(
                 method,
@@ -709,6 +709,7 @@ class _Handler(BaseHTTPRequestHandler):
                 time.monotonic() - started,
             )
         )
+        self._send(reply, method, truncate)
 
     def _send(self, reply: Reply, method: str, truncate: float | None) -> None:
         try:
