@@ -201,7 +201,7 @@ def ratio_bomb(path: Path, size: int = 200 * MIB) -> Path:
     return path
 
 
-def count_bomb(path: Path, count: int = 1000) -> Path:
+def count_bomb(path: Path, count: int = 400) -> Path:
     """Many tiny files."""
     with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
         for index in range(count):

@@ -374,21 +374,27 @@ def clean_terminal_text(text: str) -> str:
     resolved as a terminal would show them, control and bidi characters dropped
     (newline and tab kept)."""
     text = _ANSI.sub("", text.replace("\r\n", "\n"))
-    lines = [line.rsplit("\r", 1)[-1] for line in text.split("\n")]
-    return _UNPRINTABLE.sub("", "\n".join(lines))
+    if "\r" in text:
+        text = "\n".join(line.rsplit("\r", 1)[-1] for line in text.split("\n"))
+    return _UNPRINTABLE.sub("", text)
 
 
 def tail_text(text: str, max_lines: int, max_bytes: int) -> str:
     """The last *max_lines* lines of *text*, within *max_bytes* of UTF-8, never cut
-    inside a character."""
-    lines = text.split("\n")[-max_lines:] if max_lines > 0 else []
-    size = sum(len(line.encode("utf-8")) + 1 for line in lines) - 1
-    while lines and size > max_bytes:
-        size -= len(lines.pop(0).encode("utf-8")) + 1
-    if not lines and max_lines > 0 and max_bytes > 0:
-        last = text.split("\n")[-1].encode("utf-8")
-        return last[-max_bytes:].decode("utf-8", "ignore")
-    return "\n".join(lines)
+    inside a character. A last line longer than *max_bytes* keeps its end."""
+    if max_lines <= 0 or max_bytes <= 0:
+        return ""
+    lines = text.split("\n")[-max_lines:]
+    kept: list[str] = []
+    size = -1  # no newline before the first line kept
+    for line in reversed(lines):
+        size += len(line.encode("utf-8")) + 1
+        if size > max_bytes:
+            break
+        kept.append(line)
+    if not kept:
+        return lines[-1].encode("utf-8")[-max_bytes:].decode("utf-8", "ignore")
+    return "\n".join(reversed(kept))
 
 
 def _regular_files(job_dir: Path) -> list[tuple[str, Path]]:
