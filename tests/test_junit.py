@@ -349,3 +349,9 @@ def test_huge_log_and_name_are_bounded() -> None:
     result.jobs[1].job = Job(id="b", name="n" * 10_000, status=JobStatus.FAILED)
     text = render_junit(result)
     assert len(text.encode("utf-8")) < 100 * 1024
+
+
+def test_a_missing_golden_file_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("UPDATE_GOLDEN", raising=False)
+    with pytest.raises(pytest.fail.Exception, match="UPDATE_GOLDEN=1"):
+        assert_golden(tmp_path / "missing.xml", "text")
