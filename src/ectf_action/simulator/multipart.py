@@ -46,7 +46,7 @@ def parse_header_value(value: str) -> tuple[str, dict[str, str]]:
             continue
         key, sep, raw = piece.partition("=")
         key = key.strip().lower()
-        if not sep or not _TOKEN_RE.fullmatch(key.rstrip("*") or "-"):
+        if not sep or not _TOKEN_RE.fullmatch(key.rstrip("*")):
             raise MultipartError(f"malformed header parameter {piece.strip()!r}")
         raw = raw.strip()
         if key.endswith("*"):
