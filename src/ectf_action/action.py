@@ -100,7 +100,8 @@ def run_command(
         state_file=_file_command_path(env, "GITHUB_STATE", actions),
         summary_file=_file_command_path(env, "GITHUB_STEP_SUMMARY", actions),
     )
-    for candidate in token_candidates(flags, env):
+    candidates = token_candidates(flags, env)
+    for candidate in candidates:
         commands.add_mask(candidate)
     stderr.flush()
     try:
@@ -112,7 +113,8 @@ def run_command(
             title="Invalid input",
         )
         return EXIT_INVALID_INPUT
-    commands.add_mask(settings.token)  # it may have come from ~/.ectf-config
+    if settings.token not in candidates:
+        commands.add_mask(settings.token)  # it came from ~/.ectf-config
 
     if not settings.token:
         return _skip(commands, settings)

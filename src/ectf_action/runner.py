@@ -181,6 +181,8 @@ class Runner:
         self._executor: ThreadPoolExecutor | None = None
         self._downloads: dict[str, Future[_Artifacts]] = {}
         self._dir_names: dict[str, str] = {}
+        self._download_names: dict[str, str] = {}  # job id -> job name
+        self._logged: set[str] = set()  # downloads already reported in the log
         self._temp_dir: Path | None = None
         self._guard: threading.Thread | None = None
         self._guard_stop = threading.Event()
@@ -220,6 +222,7 @@ class Runner:
                     self._started_at.setdefault(job.id, now)
             self._log_changes(flow, changes)
             self._start_downloads(flow)
+            self._log_downloads()
             return self._handle_pending(flow)
 
         try:
@@ -521,6 +524,20 @@ class Runner:
                 continue
             dest = self.settings.artifacts_path / self._dir_name(job)
             self._downloads[job.id] = self._executor.submit(self._fetch, job, dest)
+            self._download_names[job.id] = job.name
+
+    def _log_downloads(self) -> None:
+        """One line per finished download, as it finishes (they overlap the flow)."""
+        for job_id, future in self._downloads.items():
+            if job_id in self._logged or not future.done() or future.cancelled():
+                continue
+            self._logged.add(job_id)
+            found, name = future.result(), clean(self._download_names[job_id])
+            for warning in found.warnings:
+                self._log_line(f"{name}: {warning}")
+            if found.directory is not None:
+                where = self.settings.relative(found.directory)
+                self._log_line(f"{name}: {_files(found.files)}, {_size(found.size)} -> {where}")
 
     def _dir_name(self, job: Job) -> str:
         """`job_dir_name`, made unique should two jobs share a name."""
@@ -654,6 +671,7 @@ class Runner:
         end = self.clock.now()
         finished_at = finished_at or {}
         fetched = self._collect_downloads()
+        self._log_downloads()
         outcomes = []
         for job in flow.jobs if flow is not None else ():
             started = self._started_at.get(job.id)
@@ -671,13 +689,6 @@ class Runner:
                 outcome.artifact_bytes = artifacts.size
                 outcome.log_tail = artifacts.log_tail
                 outcome.warnings.extend(artifacts.warnings)
-                for warning in artifacts.warnings:
-                    self._log_line(f"{clean(job.name)}: {warning}")
-                if artifacts.directory is not None:
-                    self._log_line(
-                        f"{clean(job.name)}: {artifacts.files} files, {_size(artifacts.size)} "
-                        f"-> {outcome.artifacts_dir}"
-                    )
             outcomes.append(outcome)
         return RunResult(
             status=status,
@@ -745,6 +756,10 @@ def _clear(dest: Path) -> None:
         dest.unlink()
     elif dest.is_dir():
         shutil.rmtree(dest)
+
+
+def _files(count: int) -> str:
+    return "1 file" if count == 1 else f"{count} files"
 
 
 def _size(size: int) -> str:

@@ -1,0 +1,357 @@
+"""The action entry in-process: masking first, input errors, the skip, server trouble,
+hostile server text, outputs, the post step and the demo."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import (
+    FAIL_SHA,
+    HANG_SHA,
+    ActionEnv,
+    SecretScanner,
+    distinctive_token,
+    make_scenario,
+    parse_file_commands,
+    without_masks,
+)
+from ectf_action.action import add_run_arguments, post_command, run_command
+from ectf_action.client import EctfClient
+from ectf_action.demo import add_demo_arguments, demo_command
+from ectf_action.settings import INPUTS
+from ectf_action.simulator import Scenario, Simulator
+
+
+def run_args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_run_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+def run_in_process(
+    env: dict[str, str], *argv: str, client_factory: Any = None
+) -> tuple[int, str, str]:
+    stdout, stderr = io.StringIO(), io.StringIO()
+    code = run_command(
+        run_args(*argv),
+        env=env,
+        stdout=stdout,
+        stderr=stderr,
+        client_factory=client_factory,
+        install_signal_handlers=False,
+    )
+    return code, stdout.getvalue(), stderr.getvalue()
+
+
+def refusing_factory(*args: Any, **kwargs: Any) -> Any:
+    raise AssertionError("no client may be made for this run")
+
+
+def errors(stdout: str) -> list[str]:
+    return [line for line in stdout.splitlines() if line.startswith("::error")]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+# -- flags -----------------------------------------------------------------------------------
+
+
+def test_every_input_has_a_flag_defaulting_to_none() -> None:
+    args = run_args()
+    for spec in INPUTS:
+        assert getattr(args, spec.name.replace("-", "_")) is None
+    assert run_args("--timeout-minutes", "3", "--on-conflict", "fail").on_conflict == "fail"
+
+
+def test_the_entry_modules_do_not_import_the_http_library() -> None:
+    code = (
+        "import sys, ectf_action.action, ectf_action.settings, ectf_action.demo; "
+        "print(sorted(m for m in ('requests', 'urllib3', 'ectf_action.client', "
+        "'ectf_action.simulator') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+# -- before anything is sent -------------------------------------------------------------------
+
+
+def test_the_mask_comes_first_even_before_an_input_error(action_env: ActionEnv) -> None:
+    action_env.set_inputs(**{"timeout-minutes": "soon"})
+    code, stdout, stderr = run_in_process(action_env.env, client_factory=refusing_factory)
+    action_env.completed(code, stdout, stderr)
+    lines = stdout.splitlines()
+    assert lines[0] == f"::add-mask::{action_env.token}"
+    assert code == 2
+    assert errors(stdout) == [
+        "::error title=Invalid input::timeout-minutes: 'soon' is not a number. Nothing was sent "
+        "to the testing server; fix this input and run again."
+    ]
+    assert action_env.outputs() == {"status": "error"}
+
+
+def test_a_token_from_the_config_file_is_masked_before_use(
+    tmp_path: Path, simulator: Simulator, secret_scanner: SecretScanner
+) -> None:
+    (tmp_path / ".ectf-config").write_text(
+        f"token: {simulator.token}\napi_url: {simulator.url}\n"
+        "git_url: ssh://git@github.com/sim-team/design.git\n"
+    )
+    env = {"HOME": str(tmp_path)}
+    code, stdout, _ = run_in_process(
+        env, "--commit", "1234567", "--poll-interval", "0.05", "--artifacts-path",
+        str(tmp_path / "artifacts"), "--junit-path", str(tmp_path / "junit.xml"),
+    )  # fmt: skip
+    assert code == 0, stdout
+    assert stdout.splitlines()[0] == f"::add-mask::{simulator.token}"
+    assert simulator.token not in without_masks(stdout)
+    # Outside Actions there is no output file: the outputs are printed.
+    outputs_line = next(line for line in stdout.splitlines() if line.startswith("outputs: "))
+    assert "status=succeeded" in outputs_line
+    assert f"junit-path={(tmp_path / 'junit.xml').as_posix()}" in outputs_line
+
+
+def test_no_token_skips_with_a_notice_and_reports(action_env: ActionEnv) -> None:
+    action_env.set_inputs(token="")
+    code, stdout, stderr = run_in_process(action_env.env, client_factory=refusing_factory)
+    action_env.completed(code, stdout, stderr)
+    assert code == 0
+    notices = [line for line in stdout.splitlines() if line.startswith("::notice")]
+    assert len(notices) == 1 and "skip-without-token" in notices[0]
+    outputs = action_env.outputs()
+    assert outputs["status"] == "skipped" and outputs["flow-id"] == ""
+    assert outputs["jobs"] == "[]"
+    assert "skipped" in action_env.summary()
+
+
+def test_no_token_without_skip_fails_saying_how_to_set_the_secret(action_env: ActionEnv) -> None:
+    action_env.set_inputs(token="", **{"skip-without-token": "false"})
+    code, stdout, _ = run_in_process(action_env.env, client_factory=refusing_factory)
+    assert code == 2
+    (error,) = errors(stdout)
+    assert "secrets.ECTF_TOKEN" in error
+
+
+# -- trouble with the server -------------------------------------------------------------------
+
+
+def test_an_unreachable_server_is_exit_3_with_reports(action_env: ActionEnv) -> None:
+    action_env.set_inputs(**{"api-url": f"http://127.0.0.1:{free_port()}"})
+
+    def impatient(api_url: str, token: str) -> EctfClient:
+        return EctfClient(api_url, token, retries=0, queue_attempts=1)
+
+    code, stdout, stderr = run_in_process(action_env.env, client_factory=impatient)
+    action_env.completed(code, stdout, stderr)
+    assert code == 3
+    (error,) = errors(stdout)
+    assert error.startswith("::error title=eCTF run failed::")
+    assert action_env.outputs()["status"] == "error"
+    assert (action_env.workspace / "ectf-junit.xml").exists()
+
+
+def test_a_rejected_token_is_exit_3(action_env: ActionEnv, simulator: Simulator) -> None:
+    action_env.set_inputs(token=distinctive_token())
+    code, stdout, _ = run_in_process(action_env.env)
+    assert code == 3
+    (error,) = errors(stdout)
+    assert "token" in error and "rejected" in error
+    assert all(record.status == 401 for record in simulator.requests)
+
+
+def test_outputs_use_the_delimiter_form_and_the_contract_shape(
+    action_env: ActionEnv, simulator: Simulator
+) -> None:
+    code, stdout, stderr = run_in_process(action_env.env)
+    action_env.completed(code, stdout, stderr)
+    assert code == 0, stdout
+    raw = action_env.output_file.read_text()
+    assert raw.startswith("flow-id<<ghadelimiter_")
+    outputs = parse_file_commands(raw)
+    assert list(outputs) == [
+        "flow-id", "status", "failed-jobs", "jobs", "junit-path", "artifacts-path",
+    ]  # fmt: skip
+    for job in json.loads(outputs["jobs"]):
+        assert set(job) == {"id", "name", "status", "has_artifacts", "private", "artifacts_dir"}
+
+
+# -- hostile server text -----------------------------------------------------------------------
+
+HOSTILE_NAME = "::error title=owned::not ours"
+HOSTILE_LOG = "::error::injected\n::add-mask::x\n::stop-commands::abc\n::abc::\n::warning::late\n"
+
+
+@pytest.fixture
+def hostile_simulator(sim_token: str) -> Any:
+    scenario = Scenario.from_dict(
+        {
+            "flows": {
+                "test": {
+                    "jobs": [
+                        {
+                            "name": HOSTILE_NAME,
+                            "duration": 1,
+                            "outcome": "failed",
+                            "artifacts": [{"name": "evil.log", "text": HOSTILE_LOG}],
+                        }
+                    ]
+                }
+            }
+        },
+        base=make_scenario(),
+    )
+    with Simulator(scenario, token=sim_token) as simulator:
+        yield simulator
+
+
+def test_server_text_cannot_issue_workflow_commands(
+    tmp_path: Path, hostile_simulator: Simulator
+) -> None:
+    environment = ActionEnv(tmp_path, hostile_simulator.token, hostile_simulator.url)
+    code, stdout, _ = run_in_process(environment.env)
+    assert code == 1
+    stop_token: str | None = None
+    for line in stdout.splitlines():
+        if stop_token is not None:
+            if line == f"::{stop_token}::":
+                stop_token = None
+            continue
+        if line.startswith("::stop-commands::"):
+            stop_token = line.split("::")[2]
+            continue
+        assert not line.startswith(("::warning::late", "::error::injected", "::add-mask::x"))
+        if line.startswith("::error title=eCTF job"):
+            properties = line[len("::error ") :].split("::", 1)[0]
+            assert "," not in properties  # one property: the name cannot add another
+            assert properties.endswith("%3A%3Anot ours failed")
+    assert stop_token is None
+    assert "::error::injected" in stdout  # shown, but fenced
+
+
+# -- signals -----------------------------------------------------------------------------------
+
+
+def test_signal_handlers_are_restored_after_the_run(action_env: ActionEnv) -> None:
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    stdout = io.StringIO()
+    code = run_command(run_args(), env=action_env.env, stdout=stdout, stderr=io.StringIO())
+    action_env.completed(code, stdout.getvalue(), "")
+    assert code == 0
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
+
+
+# -- the post step -----------------------------------------------------------------------------
+
+
+def post(env: dict[str, str]) -> tuple[int, str]:
+    stdout = io.StringIO()
+    code = post_command(env, stdout)
+    return code, stdout.getvalue()
+
+
+def post_env(action_env: ActionEnv, flow_id: str, flow: str = "test") -> dict[str, str]:
+    env = dict(action_env.env)
+    env.update(STATE_flow_id=flow_id, STATE_flow=flow)
+    return env
+
+
+def test_post_step_without_state_does_nothing(action_env: ActionEnv, simulator: Simulator) -> None:
+    code, stdout = post(dict(action_env.env))
+    assert code == 0
+    assert stdout.splitlines()[-1] == "The main step queued no eCTF flow; nothing to cancel."
+    assert simulator.requests == []
+
+
+def test_post_step_cancels_an_active_flow(action_env: ActionEnv, simulator: Simulator) -> None:
+    with EctfClient(simulator.url, simulator.token) as client:
+        flow_id = client.queue_flow(
+            "test", {"git_url": "ssh://git@github.com/a/b.git", "commit_hash": HANG_SHA}
+        )
+    code, stdout = post(post_env(action_env, flow_id))
+    assert code == 0
+    assert stdout.splitlines()[0] == f"::add-mask::{simulator.token}"
+    assert f"Cancelled the test flow {flow_id}" in stdout
+    flow = simulator.engine.flow(flow_id)
+    assert flow is not None and flow.statuses["build"] == "canceled"
+
+
+def test_post_step_leaves_an_ended_flow_alone(action_env: ActionEnv, simulator: Simulator) -> None:
+    with EctfClient(simulator.url, simulator.token) as client:
+        flow_id = client.queue_flow(
+            "test", {"git_url": "ssh://git@github.com/a/b.git", "commit_hash": FAIL_SHA}
+        )
+    simulator.engine.wait_completed(flow_id)
+    code, stdout = post(post_env(action_env, flow_id))
+    assert code == 0
+    assert "already ended; nothing to cancel" in stdout
+    assert not any(r.path.endswith("/cancel/") for r in simulator.requests)
+
+
+def test_post_step_never_fails_the_job(action_env: ActionEnv) -> None:
+    env = post_env(action_env, "3fa85f64-5717-4562-b3fc-2c963f66afa6")
+    env["INPUT_API-URL"] = f"http://127.0.0.1:{free_port()}"
+    stdout = io.StringIO()
+
+    def impatient(api_url: str, token: str) -> EctfClient:
+        return EctfClient(api_url, token, retries=0, queue_attempts=1)
+
+    assert post_command(env, stdout, client_factory=impatient) == 0
+    assert "::warning title=eCTF flow not cancelled::" in stdout.getvalue()
+    code, text = post(post_env(action_env, "not-a-uuid"))
+    assert code == 0 and "STATE_flow_id" in text
+
+
+# -- the demo ----------------------------------------------------------------------------------
+
+
+def demo_args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_demo_arguments(parser)
+    return parser.parse_args(["--time-scale", "0.05", *argv])
+
+
+def test_demo_runs_the_whole_action_offline(tmp_path: Path) -> None:
+    stdout = io.StringIO()
+    code = demo_command(
+        demo_args("--workspace", str(tmp_path / "demo")), stdout=stdout, stderr=io.StringIO()
+    )
+    text = stdout.getvalue()
+    assert code == 0, text
+    assert "Result: succeeded (the step's exit code: 0)" in text
+    assert "## eCTF test flow: succeeded" in text
+    junit = tmp_path / "demo/workspace/ectf-junit.xml"
+    assert f"JUnit report: {junit}" in text and junit.exists()
+    assert (tmp_path / "demo/workspace/ectf-artifacts/build/build.log").exists()
+
+
+def test_demo_of_a_failing_commit_removes_its_temporary_workspace() -> None:
+    stdout = io.StringIO()
+    code = demo_command(
+        demo_args("--commit", FAIL_SHA, "--no-keep"), stdout=stdout, stderr=io.StringIO()
+    )
+    text = stdout.getvalue()
+    assert code == 1
+    assert "Result: failed" in text and "failed-jobs: build" in text
+    removed = next(line for line in text.splitlines() if line.startswith("(removed "))
+    assert not Path(removed[len("(removed ") :].split(";")[0]).exists()
+
+
+def test_demo_submit_flow_is_approved_and_completes(tmp_path: Path) -> None:
+    stdout = io.StringIO()
+    args = demo_args("--flow", "submit", "--workspace", str(tmp_path))
+    assert demo_command(args, stdout=stdout, stderr=io.StringIO()) == 0, stdout.getvalue()
+    assert "jobs[] organizer_approval: succeeded" in stdout.getvalue()
