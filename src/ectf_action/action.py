@@ -103,7 +103,6 @@ def run_command(
     candidates = token_candidates(flags, env)
     for candidate in candidates:
         commands.add_mask(candidate)
-    stderr.flush()
     try:
         settings = load_settings(flags, env, home=_home(env), cwd=Path.cwd())
     except InvalidInput as exc:

@@ -522,6 +522,7 @@ class Runner:
         for job in flow.jobs:
             if job.id in self._downloads or not self._wants_artifacts(job):
                 continue
+            self._temp()  # made here, in one thread, before any worker needs it
             dest = self.settings.artifacts_path / self._dir_name(job)
             self._downloads[job.id] = self._executor.submit(self._fetch, job, dest)
             self._download_names[job.id] = job.name

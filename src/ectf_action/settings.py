@@ -66,15 +66,22 @@ INPUTS: tuple[InputSpec, ...] = (
     InputSpec("params", "", "YAML or JSON mapping merged into the queue body", "MAPPING"),
     InputSpec("timeout-minutes", "90", "the whole wait, queueing included (default: 90)", "MIN"),
     InputSpec("poll-interval", "auto", "seconds between polls, or auto (default)", "SECONDS"),
-    InputSpec("on-conflict", "wait", "wait, cancel or fail when a flow is active (default: wait)"),
-    InputSpec("on-pending", "exit", "exit, wait or fail on an unanswered pending job"),
+    InputSpec(
+        "on-conflict", "wait", "wait, cancel or fail when a flow is active (default: wait)", "MODE"
+    ),
+    InputSpec("on-pending", "exit", "exit, wait or fail on an unanswered pending job", "MODE"),
     InputSpec("pending-inputs", "", "YAML or JSON mapping: job name -> input mapping", "MAPPING"),
     InputSpec("artifacts-path", "ectf-artifacts", "where job outputs are extracted", "DIR"),
-    InputSpec("download-artifacts", "all", "all, failed or none (default: all)"),
+    InputSpec("download-artifacts", "all", "all, failed or none (default: all)", "WHICH"),
     InputSpec("max-artifact-mb", "512", "cap on bytes extracted per job (default: 512)", "MB"),
     InputSpec("junit-path", "ectf-junit.xml", "JUnit report path; empty disables", "FILE"),
     InputSpec("job-summary", "true", "write the markdown job summary (default: true)", "BOOL"),
-    InputSpec("fail-on", "failed,canceled,timed-out", "results that fail the step", "LIST"),
+    InputSpec(
+        "fail-on",
+        "failed,canceled,timed-out",
+        "results that fail the step (default: failed,canceled,timed-out)",
+        "LIST",
+    ),
     InputSpec("skip-without-token", "true", "an empty token skips instead of failing", "BOOL"),
 )
 INPUT_NAMES: tuple[str, ...] = tuple(spec.name for spec in INPUTS)
