@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -21,11 +22,13 @@ import requests
 import responses
 from responses import matchers
 
+from conftest import FAIL_SHA, PUSH_SHA, make_scenario
 from ectf_action import __version__, cli
 from ectf_action.client import EctfClient
 from ectf_action.clock import FakeClock
 from ectf_action.config import DEFAULT_API_URL, Config
 from ectf_action.models import FLOW_NAMES
+from ectf_action.simulator import Simulator
 
 API = "https://api.example.test"
 TOKEN = "tok-5ec7e7-never-printed"
@@ -70,7 +73,11 @@ def run(
     code = cli.main(list(argv), env=ENV if env is None else env, stdout=stdout, stderr=stderr,
                     home=home, client_factory=factory, clock=clock)
     outcome = Outcome(code, stdout.getvalue(), stderr.getvalue())
-    assert TOKEN not in outcome.out + outcome.err
+    # `run` masks the token for the runner first: that command is the one place it may appear
+    shown = "".join(line for line in (outcome.out + outcome.err).splitlines(keepends=True)
+                    if not line.startswith("::add-mask::"))
+    for secret in {TOKEN, (env or {}).get("ECTF_TOKEN") or TOKEN}:
+        assert secret not in shown
     return outcome
 
 
@@ -734,3 +741,152 @@ def test_unexpected_exceptions_keep_their_traceback(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="a bug"):
         cli.main(["packages", "list"], env=ENV, stdout=io.StringIO(), stderr=io.StringIO(),
                  home=tmp_path, client_factory=broken_factory)
+
+
+# -- against the simulator: a team's session, and the commands served by other modules -----
+
+
+@pytest.fixture
+def fast_simulator(sim_token: str) -> Iterator[Simulator]:
+    with Simulator(make_scenario(time_scale=0.01), token=sim_token) as sim:
+        yield sim
+
+
+def sim_env(sim: Simulator) -> dict[str, str]:
+    return {"ECTF_TOKEN": sim.token, "ECTF_API_URL": sim.url, "ECTF_GIT_URL": GIT_URL}
+
+
+def test_a_test_flow_session_against_the_simulator(fast_simulator: Simulator,
+                                                   tmp_path: Path) -> None:
+    env = sim_env(fast_simulator)
+    assert run(["flows", "list", "test"], home=tmp_path, env=env).out == "No test flows.\n"
+    queued = run(["flows", "queue", "test", "--commit", PUSH_SHA, "--watch",
+                  "--poll-interval", "0.02", "--timeout-minutes", "1"], home=tmp_path, env=env)
+    assert queued.code == 0, queued.err
+    assert "build: running -> succeeded" in queued.out
+    listed = json.loads(run(["flows", "list", "test", "--json"], home=tmp_path, env=env).out)
+    assert [(f["status"], f["params"]["commit_hash"]) for f in listed] == [
+        ("succeeded", PUSH_SHA)]
+    flow_id = listed[0]["id"]
+    shown = run(["flows", "show", "test", flow_id], home=tmp_path, env=env)
+    assert "Status:    succeeded (finished)" in shown.out
+    build = next(j for j in listed[0]["jobs"] if j["name"] == "build")
+    saved = run(["jobs", "download", "test", build["id"], "-o", str(tmp_path)],
+                home=tmp_path, env=env)
+    assert saved.code == 0, saved.err
+    assert zipfile.is_zipfile(tmp_path / f"{build['id']}.zip")
+    failing = run(["flows", "queue", "test", "--commit", FAIL_SHA, "--watch",
+                   "--poll-interval", "0.02"], home=tmp_path, env=env)
+    assert failing.code == 1
+    assert failing.out.splitlines()[-1].startswith(f"Flow {failing.out.split()[3]} failed "
+                                                    "(failed: build)")
+
+
+def test_a_submit_flow_answered_from_the_command_line(fast_simulator: Simulator,
+                                                      tmp_path: Path) -> None:
+    env = sim_env(fast_simulator)
+    flow_id = run(["flows", "queue", "submit", "--commit", PUSH_SHA], home=tmp_path,
+                  env=env).out.strip()
+    deadline = time.monotonic() + 20
+    while True:  # the flow stops on team_approval, pending until the team answers
+        shown = json.loads(run(["flows", "show", "submit", flow_id, "--json"], home=tmp_path,
+                               env=env).out)
+        approval = next(j for j in shown["jobs"] if j["name"] == "team_approval")
+        if approval["status"] == "pending" or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
+    assert approval["status"] == "pending"
+    waited = run(["flows", "watch", "submit", flow_id, "--timeout-minutes", "0.001"],
+                 home=tmp_path, env=env)
+    assert waited.code == 1  # still pending when the watch times out
+    assert f"jobs input submit {approval['id']} --approve" in waited.out
+    answered = run(["jobs", "input", "submit", approval["id"], "--approve"], home=tmp_path,
+                   env=env)
+    assert answered.code == 0, answered.err
+    done = run(["flows", "watch", "submit", flow_id, "--poll-interval", "0.02"],
+               home=tmp_path, env=env)
+    assert done.code == 0, done.out + done.err
+    assert "organizer_approval waits for the organizers" in done.out
+
+
+def test_packages_and_flags_against_the_simulator(fast_simulator: Simulator,
+                                                  tmp_path: Path) -> None:
+    env = sim_env(fast_simulator)
+    names = json.loads(run(["packages", "list", "--json"], home=tmp_path, env=env).out)
+    assert "rival-team" in names
+    got = run(["packages", "get", "rival-team", "-o", str(tmp_path)], home=tmp_path, env=env)
+    assert got.code == 0 and (tmp_path / "rival-team.zip").stat().st_size > 0
+    photo = tmp_path / "team.png"
+    photo.write_bytes(PNG)
+    flagged = run(["flags", "photo", str(photo), "--json"], home=tmp_path, env=env)
+    assert flagged.code == 0, flagged.err
+    assert json.loads(flagged.out)["flag_hex"]
+    wrong = run(["flags", "steal", "rival-team", "not-the-digest"], home=tmp_path, env=env)
+    assert wrong.code == 3
+
+
+def test_run_is_the_action_from_a_shell(fast_simulator: Simulator, tmp_path: Path) -> None:
+    env = {"ECTF_TOKEN": fast_simulator.token}
+    result = run(["run", "--api-url", fast_simulator.url, "--flow", "clone", "--commit",
+                  PUSH_SHA, "--git-url", GIT_URL, "--poll-interval", "0.02",
+                  "--artifacts-path", str(tmp_path / "artifacts"),
+                  "--junit-path", str(tmp_path / "junit.xml"), "--job-summary", "false"],
+                 home=tmp_path, env=env)
+    assert result.code == 0, result.out + result.err
+    assert (tmp_path / "junit.xml").exists()
+    assert (tmp_path / "artifacts" / "pull-repo").is_dir()
+
+
+def test_run_and_demo_help_teach_with_examples(tmp_path: Path) -> None:
+    run_help = run(["run", "--help"], home=tmp_path)
+    demo_help = run(["demo", "--help"], home=tmp_path)
+    assert (run_help.code, demo_help.code) == (0, 0)
+    assert "--on-conflict" in run_help.out and "examples:" in run_help.out
+    assert "--time-scale" in demo_help.out and "examples:" in demo_help.out
+
+
+def test_run_reports_its_own_usage_errors(tmp_path: Path) -> None:
+    result = run(["run", "--no-such-input", "x"], home=tmp_path, env={})
+    assert result.code == 2
+    assert result.err == ("error: unrecognized arguments: --no-such-input x "
+                          "(see `ectf-action run --help`)\n")
+
+
+def test_demo_runs_offline(tmp_path: Path) -> None:
+    result = run(["demo", "--workspace", str(tmp_path / "demo"), "--time-scale", "0.01"],
+                 home=tmp_path, env={})
+    assert result.code == 0, result.out + result.err
+    assert "ectf-junit.xml" in result.out
+
+
+def test_simulate_refuses_a_missing_scenario(tmp_path: Path) -> None:
+    result = run(["simulate", "--port", "0", "--scenario", str(tmp_path / "nope.yaml")],
+                 home=tmp_path)
+    assert result.code == 2
+    assert result.err.startswith("error: --scenario: ") and "is not a file" in result.err
+
+
+@pytest.mark.e2e
+def test_simulate_serves_until_interrupted(tmp_path: Path) -> None:
+    scenario = tmp_path / "fast.yaml"
+    scenario.write_text("time_scale: 0.01\n")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ectf_action", "simulate", "--port", "0", "--token", "cli-sim",
+         "--scenario", str(scenario)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:")
+        env = {"ECTF_TOKEN": "cli-sim", "ECTF_API_URL": url, "ECTF_GIT_URL": GIT_URL}
+        result = run(["flows", "queue", "clone", "--commit", PUSH_SHA, "--watch",
+                      "--poll-interval", "0.02", "--timeout-minutes", "1"],
+                     home=tmp_path, env=env)
+        assert result.code == 0, result.out + result.err
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

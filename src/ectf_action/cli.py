@@ -578,7 +578,7 @@ def _run(ctx: Context) -> int:
     from .action import add_run_arguments, run_command
 
     parser = _sub_parser(f"{PROG} run", "Queue a flow, follow it, download and extract its "
-                         "artifacts, and write the reports: the GitHub Action, from a shell.",
+                         "artifacts, and write the reports:\nthe GitHub Action, from a shell.",
                          RUN_EPILOG)
     add_run_arguments(parser)
     args = _parse_rest(ctx, parser)
@@ -589,7 +589,7 @@ def _demo(ctx: Context) -> int:
     from .demo import add_demo_arguments, demo_command
 
     parser = _sub_parser(f"{PROG} demo", "Run the whole action against an embedded "
-                         "simulator in a fresh temporary workspace.", DEMO_EPILOG)
+                         "simulator,\nin a fresh temporary workspace.", DEMO_EPILOG)
     add_demo_arguments(parser)
     args = _parse_rest(ctx, parser)
     return demo_command(args, env=ctx.env, stdout=ctx.stdout, stderr=ctx.stderr)
@@ -618,8 +618,9 @@ def _simulate(ctx: Context) -> int:
     scenario = Path(args.scenario) if args.scenario else None
     if scenario is not None and not scenario.is_file():
         raise InvalidInput("--scenario", f"{str(scenario)!r} is not a file")
-    with ctx.interrupts.installed() as stop:
-        return run_simulate(args.host, args.port, args.token, scenario, ctx.stdout, stop=stop)
+    # run_simulate turns SIGINT/SIGTERM into its own stop: serving ends there, normally.
+    return run_simulate(args.host, args.port, args.token,
+                        str(scenario) if scenario else None, ctx.stdout)
 
 
 def _json(data: Any) -> str:
@@ -635,7 +636,8 @@ def _api_options() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     group = common.add_argument_group("connection and output")
     group.add_argument("--token", metavar="TOKEN",
-                       help="team API token (default: $ECTF_TOKEN, then ~/.ectf-config)")
+                       help="team API token (default: $ECTF_TOKEN, then ~/.ectf-config; prefer "
+                            "those: a flag shows in ps)")
     group.add_argument("--api-url", metavar="URL",
                        help="testing server (default: $ECTF_API_URL, then ~/.ectf-config, "
                             "then https://api.ectf.mitre.org)")
@@ -726,7 +728,7 @@ def build_parser() -> Parser:
     _add_flow_argument(p)
     p.add_argument("flow_id", metavar="FLOW_ID", help="the flow's UUID")
 
-    p = _add(flows, "watch", _flows_watch, "Follow a flow: one line per job status change. "
+    p = _add(flows, "watch", _flows_watch, "Follow a flow: one line per job status change.\n"
              "Exit 0 if it succeeds, 1 if it fails, is canceled or times out.",
              _examples(f"flows watch test {EXAMPLE_FLOW_ID}",
                        f"flows watch submit {EXAMPLE_FLOW_ID} --poll-interval 30 "
@@ -794,7 +796,7 @@ def build_parser() -> Parser:
         stub.set_defaults(handler=handler, takes_rest=True)
 
     p = _add(commands, "simulate", _simulate, "Serve the local testing server until "
-             "interrupted; its base URL is the first line of output.",
+             "interrupted;\nits base URL is the first line of output.",
              _examples("simulate", "simulate --port 0 --token team-token",
                        "simulate --scenario faults.yaml")
              + f"\nthen, elsewhere: ECTF_API_URL=http://127.0.0.1:8000 {PROG} flows list\n",
