@@ -15,7 +15,7 @@ import threading
 import zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -117,8 +117,7 @@ def file_chunks(spec: ArtifactSpec, ctx: LogContext, index: int = 0) -> Iterator
     """The bytes of one file, in chunks of at most `CHUNK`."""
     size = spec.size if spec.size is not None else _DEFAULT_SIZES.get(spec.kind)
     if spec.kind == "log":
-        text = render_log(ctx, size=spec.size)
-        yield from _split(text.encode("utf-8"))
+        yield from _log_chunks(ctx, spec.size)
     elif spec.kind == "content":
         yield from _split(spec.text.encode("utf-8"))
     elif spec.kind == "port":
@@ -183,63 +182,111 @@ _WORDS: Final = (
 
 
 def _text_chunks(ctx: LogContext, spec: ArtifactSpec, index: int, size: int) -> Iterator[bytes]:
-    """Compressible text: numbered lines of a small vocabulary."""
+    """Compressible text: numbered lines of a small vocabulary, a block made once and repeated."""
     rng = ctx.rng(f"{spec.name}:{index}")
     lines = [" ".join(rng.choice(_WORDS) for _ in range(9)) for _ in range(64)]
-    produced = 0
+    parts: list[str] = []
+    length = 0
     number = 0
-    buffer: list[bytes] = []
-    buffered = 0
-    while produced + buffered < size:
-        line = f"{number:08d} {lines[number % len(lines)]}\n".encode()
-        buffer.append(line)
-        buffered += len(line)
+    while length < min(size, CHUNK):
+        line = f"{number:08d} {lines[number % len(lines)]}\n"
+        parts.append(line)
+        length += len(line)
         number += 1
-        if buffered >= CHUNK or produced + buffered >= size:
-            data = b"".join(buffer)[: size - produced]
-            produced += len(data)
-            buffer, buffered = [], 0
-            yield data
+    yield from _repeat("".join(parts).encode(), size)
 
 
 # --- logs ------------------------------------------------------------------------
 
 
+_STAMP_WIDTH: Final = len("2026-01-29T14:53:48.335Z ")
+
+
 def render_log(ctx: LogContext, *, size: int | None = None) -> str:
-    """A realistic log for the job, ending as the job ended; padded towards *size*."""
+    """A realistic log for the job as one string (see `iter_log`)."""
+    data = "".join(iter_log(ctx, size=size)).encode("utf-8")
+    return data[:size].decode("utf-8", "ignore") if size is not None else data.decode("utf-8")
+
+
+def iter_log(ctx: LogContext, *, size: int | None = None) -> Iterator[str]:
+    """The log's lines, newline included, timestamped across the job's duration.
+
+    The opening and closing lines come from the job's template and end the way the job
+    ended; with *size*, debug lines in between pad it to at most that many bytes (short
+    of it by less than one line). Lines are produced one by one, so a log of any size
+    never sits in memory.
+    """
     render = _TEMPLATES.get(ctx.template, _generic)
     head, tail = render(ctx)
-    filler = _fillers(ctx)
-    body = list(head)
-    if size is not None:
-        current = sum(len(line) + 1 for line in head + tail)
-        while current < size:
-            line = next(filler)
-            body.append(line)
-            current += len(line) + 1
-    lines = body + tail
-    step = ctx.duration / max(1, len(lines))
-    stamped = []
-    for number, line in enumerate(lines):
-        moment = ctx.started_at + timedelta(seconds=step * number)
-        stamped.append(
-            f"{moment.strftime('%Y-%m-%dT%H:%M:%S')}.{moment.microsecond // 1000:03d}Z {line}"
-        )
-    text = "\n".join(stamped) + "\n"
-    if size is not None and len(text) > size:
-        text = text[:size]
-    return text
+    fixed = sum(_STAMP_WIDTH + len(line.encode("utf-8")) + 1 for line in head + tail)
+    budget = 0 if size is None else max(0, size - fixed)
+    estimated = len(head) + len(tail) + budget // 60
+    clock = _Stamps(ctx.started_at, ctx.duration / max(1, estimated), estimated)
+    for line in head:
+        yield clock.next() + line + "\n"
+    remaining = budget
+    for text in _fillers(ctx):
+        line = clock.next() + text + "\n"
+        if len(line) > remaining:
+            break
+        remaining -= len(line)
+        yield line
+    for line in tail:
+        yield clock.next() + line + "\n"
+
+
+class _Stamps:
+    """`2026-01-29T14:53:48.335Z ` prefixes for successive lines, cheaply."""
+
+    def __init__(self, start: datetime, step: float, last: int) -> None:
+        self._start_ms = int(start.timestamp() * 1000)
+        self._step_ms = step * 1000
+        self._last = last
+        self._number = 0
+        self._second = -1
+        self._prefix = ""
+
+    def next(self) -> str:
+        offset = int(self._step_ms * min(self._number, self._last))
+        self._number += 1
+        moment = self._start_ms + offset
+        second, millis = divmod(moment, 1000)
+        if second != self._second:
+            self._second = second
+            self._prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        return f"{self._prefix}.{millis:03d}Z "
+
+
+def _log_chunks(ctx: LogContext, size: int | None) -> Iterator[bytes]:
+    buffer: list[bytes] = []
+    buffered = 0
+    produced = 0
+    for line in iter_log(ctx, size=size):
+        data = line.encode("utf-8")
+        buffer.append(data)
+        buffered += len(data)
+        if buffered >= CHUNK:
+            chunk = b"".join(buffer)
+            if size is not None:
+                chunk = chunk[: size - produced]
+            produced += len(chunk)
+            yield chunk
+            buffer, buffered = [], 0
+    chunk = b"".join(buffer)
+    yield chunk if size is None else chunk[: max(0, size - produced)]
 
 
 def _fillers(ctx: LogContext) -> Iterator[str]:
+    """Debug lines, from a pool drawn once, numbered so that no two are the same."""
     rng = ctx.rng("filler")
+    pool = [
+        f"{rng.choice(_WORDS)} {rng.choice(_WORDS)} ok in {rng.randint(1, 999)} ms"
+        for _ in range(251)
+    ]
     number = 0
     while True:
         number += 1
-        yield (
-            f"debug: step {number}: {rng.choice(_WORDS)} {rng.choice(_WORDS)} "
-            f"ok in {rng.randint(1, 999)} ms"
-        )
+        yield f"debug: step {number}: {pool[number % len(pool)]}"
 
 
 Lines = tuple[list[str], list[str]]
