@@ -214,11 +214,11 @@ class LiveRun:
             self._queue.put(line.rstrip("\n"))
         self._queue.put(None)
 
-    def wait_for(self, text: str, timeout: float = 20.0) -> str:
-        """The first stdout line holding *text*; fails after *timeout* seconds."""
+    def wait_for(self, *parts: str, timeout: float = 20.0) -> str:
+        """The first stdout line holding every one of *parts*; fails after *timeout* s."""
         deadline = time.monotonic() + timeout
         for line in self.lines:
-            if text in line:
+            if all(part in line for part in parts):
                 return line
         while True:
             remaining = deadline - time.monotonic()
@@ -228,9 +228,9 @@ class LiveRun:
                 line = None
             if line is None:
                 self.process.kill()
-                raise AssertionError(f"no line with {text!r} in: {self.lines}")
+                raise AssertionError(f"no line with {parts!r} in: {self.lines}")
             self.lines.append(line)
-            if text in line:
+            if all(part in line for part in parts):
                 return line
 
     def finish(self, timeout: float = 30.0) -> Completed:

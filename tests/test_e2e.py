@@ -227,7 +227,7 @@ def test_sigterm_mid_poll_cancels_the_remote_flow(
 ) -> None:
     action_env.set_inputs(commit=HANG_SHA)
     live = action_env.launch()
-    live.wait_for("build            queued -> running")
+    live.wait_for("] build ", "-> running")
     live.process.send_signal(signal.SIGTERM)
     done = live.finish(timeout=10)
     assert done.returncode == 143, done.stdout + done.stderr

@@ -344,6 +344,14 @@ def test_empty_token_without_skip_says_how_to_set_the_secret(workspace: Path, ho
     assert "secrets.ECTF_TOKEN" in str(caught.value)
 
 
+def test_outside_actions_a_missing_token_is_invalid_not_skipped(
+    workspace: Path, home: Path
+) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        load({}, home, workspace, commit=SHA, **{"git-url": "ssh://git@h/o/r.git"})
+    assert caught.value.name == "token" and "ECTF_TOKEN" in str(caught.value)
+
+
 def test_outside_actions_a_missing_commit_is_invalid(workspace: Path, home: Path) -> None:
     with pytest.raises(InvalidInput) as caught:
         load({"ECTF_TOKEN": "t"}, home, workspace, **{"git-url": "ssh://git@h/o/r.git"})
