@@ -18,6 +18,7 @@ import os
 import re
 import secrets
 import shutil
+import signal
 import subprocess
 import time
 import uuid
@@ -208,8 +209,27 @@ def docker_run(
     entrypoint: str | None = None,
     args: list[str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """`docker run` as the runner does it: names on the command line, values in docker's
-    own environment, so that secrets never appear in a process listing."""
+    """`docker run` as the runner does it, waiting for the container to end."""
+    return subprocess.run(
+        docker_run_command(image, dirs, env, entrypoint=entrypoint, args=args),
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+        check=False,
+    )
+
+
+def docker_run_command(
+    image: str,
+    dirs: RunnerDirs,
+    env: Mapping[str, str],
+    *,
+    entrypoint: str | None = None,
+    args: list[str] | None = None,
+) -> list[str]:
+    """The runner's `docker run` arguments: variables by name only, their values taken
+    from docker's own environment, so that secrets never appear in a process listing."""
     command = ["docker", "run", "--rm", "--network", "host", "--workdir", "/github/workspace"]
     if entrypoint:
         command += ["--entrypoint", entrypoint]
@@ -217,14 +237,7 @@ def docker_run(
     for name in env:
         command += ["-e", name]
     command += [image, *(args or [])]
-    return subprocess.run(
-        command,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=RUN_TIMEOUT,
-        check=False,
-    )
+    return command
 
 
 def read_file_commands(path: Path) -> dict[str, str]:
@@ -257,7 +270,8 @@ def assert_token_only_masked(output: str, token: str) -> None:
     lines = output.splitlines()
     assert lines, "the step printed nothing"
     assert lines[0] == f"::add-mask::{token}", "::add-mask:: of the token must be the first line"
-    leaks = [number for number, line in enumerate(lines[1:], 2) if token in line]
+    mask = f"::add-mask::{token}"
+    leaks = [number for number, line in enumerate(lines, 1) if token in line and line != mask]
     assert not leaks, f"the token appears on stdout lines {leaks}"
 
 
@@ -266,26 +280,24 @@ def simulator_token() -> str:
     return f"container-test-{secrets.token_hex(12)}"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def fast_simulator(image: str, simulator_token: str) -> Iterator[Any]:
     """A simulator whose jobs finish in moments. A container on the host's network shares
     its loopback, so the simulator need not listen on any other interface."""
-    from ectf_action.simulator import Scenario, Simulator, default_scenario
+    from ectf_action.simulator import Simulator, default_scenario
 
-    scenario: Scenario = default_scenario().with_time_scale(0.02)
+    scenario = default_scenario().with_time_scale(0.02)
     with Simulator(scenario, host="127.0.0.1", port=0, token=simulator_token) as simulator:
         yield simulator
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def slow_simulator(image: str, simulator_token: str) -> Iterator[Any]:
-    """A simulator whose flows stay running long enough for the post step to cancel one."""
+    """A simulator in real time: its flows stay running long enough to be cancelled."""
     from ectf_action.simulator import Simulator, default_scenario
 
-    with Simulator(
-        default_scenario(), host="127.0.0.1", port=0, token=simulator_token
-    ) as simulator:
-        yield simulator
+    with Simulator(default_scenario(), host="127.0.0.1", port=0, token=simulator_token) as sim:
+        yield sim
 
 
 def local_url(simulator: Any) -> str:
@@ -294,7 +306,31 @@ def local_url(simulator: Any) -> str:
     return f"http://127.0.0.1:{port}"
 
 
-def test_entrypoint_resolves_to_the_cli(image: str, tmp_path: Path) -> None:
+def prepare_step(
+    tmp_path: Path, simulator: Any, token: str, *, sha: str = COMMIT
+) -> tuple[RunnerDirs, dict[str, str]]:
+    """Runner folders and the environment of a push-triggered step with default inputs."""
+    dirs = RunnerDirs.create(tmp_path)
+    event = {"after": sha, "ref": "refs/heads/main", "repository": {"full_name": REPOSITORY}}
+    (dirs.workflow / "event.json").write_text(json.dumps(event), encoding="utf-8")
+    inputs = action_defaults()
+    inputs["token"] = token
+    inputs["api-url"] = local_url(simulator)
+    inputs["poll-interval"] = "0.25"  # the adaptive default waits seconds between polls
+    env = runner_environment(dirs, inputs)
+    env["GITHUB_SHA"] = sha
+    return dirs, env
+
+
+def assert_no_token_leak(
+    result: subprocess.CompletedProcess[str], tmp_path: Path, token: str
+) -> None:
+    assert_token_only_masked(result.stdout, token)
+    assert token not in result.stderr
+    assert files_holding(tmp_path, token.encode()) == []
+
+
+def test_entrypoint_resolves_to_the_cli(image: str) -> None:
     result = subprocess.run(
         ["docker", "run", "--rm", image, "--help"],
         capture_output=True,
@@ -330,19 +366,9 @@ def test_image_writes_no_bytecode_and_has_no_dev_tools(image: str) -> None:
 def test_run_step_as_the_runner_runs_it(
     image: str, fast_simulator: Any, simulator_token: str, tmp_path: Path
 ) -> None:
-    dirs = RunnerDirs.create(tmp_path)
-    (dirs.workflow / "event.json").write_text(
-        json.dumps(
-            {"after": COMMIT, "ref": "refs/heads/main", "repository": {"full_name": REPOSITORY}}
-        ),
-        encoding="utf-8",
-    )
-    inputs = action_defaults()
-    inputs["token"] = simulator_token
-    inputs["api-url"] = local_url(fast_simulator)
-    inputs["poll-interval"] = "0.25"  # the adaptive default waits seconds between polls
+    dirs, env = prepare_step(tmp_path, fast_simulator, simulator_token)
 
-    result = docker_run(image, dirs, runner_environment(dirs, inputs))
+    result = docker_run(image, dirs, env)
 
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     outputs = read_file_commands(dirs.output)
@@ -371,12 +397,72 @@ def test_run_step_as_the_runner_runs_it(
     summary = dirs.summary.read_text(encoding="utf-8")
     assert outputs["flow-id"] in summary
 
-    assert_token_only_masked(result.stdout, simulator_token)
-    assert simulator_token not in result.stderr
-    assert files_holding(tmp_path, simulator_token.encode()) == []
-
+    assert_no_token_leak(result, tmp_path, simulator_token)
     queued = [r for r in fast_simulator.requests if r.method == "POST" and r.status == 201]
     assert len(queued) == 1
+
+
+def test_failed_flow_fails_the_step(
+    image: str, fast_simulator: Any, simulator_token: str, tmp_path: Path
+) -> None:
+    # in the default scenario a commit starting with badc0de fails the build job
+    dirs, env = prepare_step(tmp_path, fast_simulator, simulator_token, sha="badc0de" + COMMIT[7:])
+
+    result = docker_run(image, dirs, env)
+
+    assert result.returncode == 1, result.stdout[-4000:] + result.stderr[-4000:]
+    outputs = read_file_commands(dirs.output)
+    assert outputs["status"] == "failed"
+    assert outputs["failed-jobs"] == "build"
+    assert "::error title=eCTF job build failed::" in result.stdout
+    junit = (dirs.workspace / outputs["junit-path"]).read_text(encoding="utf-8")
+    assert "<failure" in junit
+    build = next(job for job in json.loads(outputs["jobs"]) if job["name"] == "build")
+    assert any((dirs.workspace / build["artifacts_dir"]).iterdir())
+    assert_no_token_leak(result, tmp_path, simulator_token)
+
+
+def test_fork_without_a_token_is_skipped(image: str, fast_simulator: Any, tmp_path: Path) -> None:
+    dirs, env = prepare_step(tmp_path, fast_simulator, "")
+
+    result = docker_run(image, dirs, env)
+
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    assert read_file_commands(dirs.output)["status"] == "skipped"
+    assert "::notice" in result.stdout
+    assert fast_simulator.requests == []
+
+
+def test_interrupted_step_cancels_its_flow(
+    image: str, slow_simulator: Any, simulator_token: str, tmp_path: Path
+) -> None:
+    """The runner cancels a step with SIGINT to `docker run`, which passes it on to the
+    entrypoint, PID 1 in the container: the flow must be cancelled, not left running."""
+    dirs, env = prepare_step(tmp_path, slow_simulator, simulator_token)
+    command = docker_run_command(image, dirs, env)
+    with subprocess.Popen(
+        command,
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as process:
+        deadline = time.monotonic() + RUN_TIMEOUT
+        while "flow_id" not in read_file_commands(dirs.state):
+            assert process.poll() is None, "the step ended before it saved the flow id"
+            assert time.monotonic() < deadline, "the step never saved the flow id"
+            time.sleep(0.1)
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=RUN_TIMEOUT)
+
+    assert process.returncode == 130, stdout[-4000:] + stderr[-4000:]
+    flow_id = read_file_commands(dirs.state)["flow_id"]
+    outputs = read_file_commands(dirs.output)
+    assert outputs["status"] == "canceled"
+    assert outputs["flow-id"] == flow_id
+    cancels = [r for r in slow_simulator.requests if r.method == "POST" and "/cancel" in r.path]
+    assert [r.status for r in cancels] == [204]
+    assert flow_id in cancels[0].path
 
 
 def test_post_step_cancels_the_flow_left_running(
@@ -390,12 +476,7 @@ def test_post_step_cancels_the_flow_left_running(
         )
         assert not client.get_flow("test", flow_id).finished
 
-        dirs = RunnerDirs.create(tmp_path)
-        (dirs.workflow / "event.json").write_text("{}", encoding="utf-8")
-        inputs = action_defaults()
-        inputs["token"] = simulator_token
-        inputs["api-url"] = local_url(slow_simulator)
-        env = runner_environment(dirs, inputs)
+        dirs, env = prepare_step(tmp_path, slow_simulator, simulator_token)
         env.update({"STATE_flow_id": flow_id, "STATE_flow": "test"})
 
         result = docker_run(image, dirs, env, entrypoint="ectf-action-post")
@@ -406,6 +487,4 @@ def test_post_step_cancels_the_flow_left_running(
         r for r in slow_simulator.requests if r.method == "POST" and r.path.endswith("/cancel/")
     ]
     assert [r.status for r in cancels] == [204]
-    assert simulator_token not in result.stdout.replace(f"::add-mask::{simulator_token}", "")
-    assert simulator_token not in result.stderr
-    assert files_holding(tmp_path, simulator_token.encode()) == []
+    assert_no_token_leak(result, tmp_path, simulator_token)
