@@ -535,6 +535,15 @@ def test_jobs_download_into_a_directory_uses_the_job_id(api: responses.RequestsM
     assert json.loads(result.out)["path"] == str(tmp_path / f"{JOB_BUILD}.zip")
 
 
+def test_jobs_download_to_a_new_folder_named_with_a_slash(api: responses.RequestsMock,
+                                                           tmp_path: Path) -> None:
+    api.get(flow_url("test", "job", JOB_BUILD), body=zip_bytes())
+    result = run(["jobs", "download", "test", JOB_BUILD, "-o", f"{tmp_path}/new/"],
+                 home=tmp_path)
+    assert result.code == 0, result.err
+    assert zipfile.is_zipfile(tmp_path / "new" / f"{JOB_BUILD}.zip")
+
+
 def test_jobs_download_never_overwrites_without_force(api: responses.RequestsMock,
                                                       tmp_path: Path) -> None:
     dest = tmp_path / "build.zip"

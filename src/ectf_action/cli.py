@@ -266,7 +266,7 @@ def _output_path(option: str | None, default_name: str, *, force: bool) -> Path:
     from pathlib import Path
 
     dest = Path(option) if option else Path(default_name)
-    if dest.is_dir():
+    if dest.is_dir() or (option or "").endswith(("/", os.sep)):  # a folder, maybe a new one
         dest = dest / default_name
     if dest.is_dir():
         raise InvalidInput("--output", f"{str(dest)!r} is a directory")
