@@ -247,9 +247,9 @@ def test_submit_submit_queues_a_submit_flow(client: Client, sim: Simulator) -> N
 
 
 def test_test_ls_lists_the_flows(client: Client, sim: Simulator) -> None:
-    first = queue(sim, commit="a1")
+    first = queue(sim, commit="5105a1")
     sim.engine.cancel_flow(sim.scenario.default, "test", first)
-    second = queue(sim, commit="b2")
+    second = queue(sim, commit="5105b2")
     run = client("api", "test", "ls", "-n", "0")
     assert run.code == 0, run.out
     assert first in run.out and second in run.out

@@ -131,7 +131,10 @@ def test_an_error_fault_happens_before_the_work(stopper: list[Simulator]) -> Non
 
 
 def test_an_after_fault_loses_the_reply_of_work_done(stopper: list[Simulator]) -> None:
-    sim = serve("  - {kind: error, methods: [POST], statuses: [502], phase: after, limit: 1}\n")
+    sim = serve(
+        "  - {kind: error, methods: [POST], statuses: [502], phase: after, limit: 1}\n",
+        extra="outcomes:\n  - {commit_prefix: abc, hang: build}\n",  # stays active
+    )
     stopper.append(sim)
     body = {"git_url": GIT, "commit_hash": "abc"}
     headers = {"Authorization": f"Bearer {sim.token}"}

@@ -21,7 +21,12 @@ PDF = b"%PDF-1.7\n" + b"0" * 64
 
 FAST = """
 time_scale: 0.01
+outcomes:
+  - {commit_prefix: badc0de, fail: build}
+  - {commit_prefix: "5105", hang: pull-repo}   # "slow": such a flow stays active
 """
+RUNNING = "5105abc"  # a commit whose flow runs until canceled
+DONE = "abc1234"  # a commit whose flow completes (in about 0.1 s)
 
 
 def start(yaml_text: str = FAST, **kwargs: Any) -> Simulator:
@@ -47,7 +52,7 @@ class Api:
         kwargs.setdefault("timeout", 10)
         return self.session.request(method, self.sim.url + path, **kwargs)
 
-    def queue(self, flow: str = "test", commit: str = "abc1234", **extra: Any) -> str:
+    def queue(self, flow: str = "test", commit: str = RUNNING, **extra: Any) -> str:
         body = (
             {"target_team": "rival-team"}
             if flow == "remote"
@@ -155,7 +160,7 @@ flows:
     )
     try:
         api = Api(quick)
-        flow_id = api.queue("submit")
+        flow_id = api.queue("submit", commit=DONE)
         quick.engine.wait_completed(flow_id, 5)
         again = api("POST", "/api/flow/submit/", json={"git_url": GIT, "commit_hash": "x"})
         assert again.status_code == 400 and "already submitted" in detail(again)
@@ -177,7 +182,7 @@ def test_unknown_flow_type_is_a_422_like_an_enum(api: Api) -> None:
 
 def test_list_flows_newest_first_with_num(api: Api) -> None:
     ids = []
-    for commit in ("a1", "b2", "c3"):
+    for commit in ("5105a1", "5105b2", "5105c3"):
         ids.append(api.queue(commit=commit))
         assert api("POST", f"/api/flow/test/{ids[-1]}/cancel/").status_code == 204
     everything = api("GET", "/api/flow/test/", params={"num": 0})
@@ -235,7 +240,7 @@ def test_unknown_or_malformed_flow_ids(api: Api) -> None:
 
 
 def test_a_flow_runs_to_completion_in_real_time(api: Api) -> None:
-    flow_id = api.queue()
+    flow_id = api.queue(commit=DONE)
     seen: set[str] = set()
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
@@ -266,7 +271,7 @@ def test_cancel(api: Api) -> None:
 
 
 def test_a_completed_flow_cannot_be_canceled(api: Api) -> None:
-    flow_id = api.queue("clone")
+    flow_id = api.queue("clone", commit=DONE)
     api.sim.engine.wait_completed(flow_id, 5)
     assert api("POST", f"/api/flow/clone/{flow_id}/cancel/").status_code == 400
 
@@ -275,7 +280,7 @@ def test_a_completed_flow_cannot_be_canceled(api: Api) -> None:
 
 
 def test_job_output_is_the_zip(api: Api) -> None:
-    flow_id = api.queue()
+    flow_id = api.queue(commit=DONE)
     flow = api.sim.engine.wait_completed(flow_id, 5)
     job = flow.job("build")
     reply = api("GET", f"/api/flow/test/job/{job.id}/")
