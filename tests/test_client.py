@@ -537,3 +537,9 @@ def test_unreachable_server_is_a_transport_error_without_the_token() -> None:
 
 def test_client_repr_hides_the_token() -> None:
     assert TOKEN not in repr(EctfClient(API, TOKEN))
+
+
+@responses.activate
+def test_names_are_one_path_segment(client: EctfClient) -> None:
+    responses.post(f"{API}/api/flag/steal_design/a%2F..%3Fx%3D1/", json={"flag_hex": "01"})
+    assert client.steal_design("a/..?x=1", "d") == "01"

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
+from urllib.parse import quote
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -139,7 +140,7 @@ class EctfClient:
         return self._submit_flag_file("design_doc", path, "application/pdf")
 
     def steal_design(self, team: str, digest: str) -> str:
-        response = self._request("POST", f"flag/steal_design/{team}", json=digest)
+        response = self._request("POST", f"flag/steal_design/{_seg(team)}", json=digest)
         return _flag_hex(response)
 
     def _submit_flag_file(self, field: str, path: Path, mime: str) -> str:
@@ -160,18 +161,20 @@ class EctfClient:
     def download_package(
         self, name: str, dest: Path, *, cancel: threading.Event | None = None
     ) -> Download:
-        return self._download(f"package/{name}", dest, cancel=cancel, require_zip=False)
+        return self._download(f"package/{_seg(name)}", dest, cancel=cancel, require_zip=False)
 
     # -- flows -----------------------------------------------------------------------------
 
     def list_flows(self, flow: str, num: int = 0) -> list[Flow]:
-        data = self._json(self._request("GET", f"flow/{flow}", params={"num": num}))
+        data = self._json(self._request("GET", f"flow/{_seg(flow)}", params={"num": num}))
         if not isinstance(data, list):
             raise ProtocolError("expected a list of flows")
         return [Flow.from_json(item) for item in data]
 
     def get_flow(self, flow: str, flow_id: str) -> Flow:
-        return Flow.from_json(self._json(self._request("GET", f"flow/{flow}/{flow_id}")))
+        return Flow.from_json(
+            self._json(self._request("GET", f"flow/{_seg(flow)}/{_seg(flow_id)}"))
+        )
 
     def find_active_flow(self, flow: str, commit: str | None = None) -> Flow | None:
         """The newest unfinished flow of this type (for this commit, when given)."""
@@ -190,7 +193,7 @@ class EctfClient:
             if attempt:
                 self._sleep(self._backoff_delay(attempt))
             try:
-                response = self._send("POST", f"flow/{flow}", json=dict(body))
+                response = self._send("POST", f"flow/{_seg(flow)}", json=dict(body))
             except TransportError as exc:
                 outcome_unknown, last_error = True, exc
                 existing = self._find_active_quietly(flow, body)
@@ -221,7 +224,7 @@ class EctfClient:
 
     def cancel_flow(self, flow: str, flow_id: str) -> None:
         """Cancel a flow. A retry after an unknown outcome that meets 400 counts as done."""
-        path = f"flow/{flow}/{flow_id}/cancel"
+        path = f"flow/{_seg(flow)}/{_seg(flow_id)}/cancel"
         for attempt in range(self._queue_attempts):
             if attempt:
                 self._sleep(self._backoff_delay(attempt))
@@ -244,14 +247,16 @@ class EctfClient:
     def download_job_output(
         self, flow: str, job_id: str, dest: Path, *, cancel: threading.Event | None = None
     ) -> Download:
-        return self._download(f"flow/{flow}/job/{job_id}", dest, cancel=cancel, require_zip=True)
+        return self._download(
+            f"flow/{_seg(flow)}/job/{_seg(job_id)}", dest, cancel=cancel, require_zip=True
+        )
 
     def send_job_input(self, flow: str, job_id: str, data: Mapping[str, Any]) -> None:
         """PATCH a pending job, at the client's path, or the rules page's when that 404/405s."""
         payload = dict(data)
-        response = self._send("PATCH", f"flow/{flow}/{job_id}", json=payload)
+        response = self._send("PATCH", f"flow/{_seg(flow)}/{_seg(job_id)}", json=payload)
         if response.status_code in (404, 405):
-            response = self._send("PATCH", f"flow/{flow}/job/{job_id}", json=payload)
+            response = self._send("PATCH", f"flow/{_seg(flow)}/job/{_seg(job_id)}", json=payload)
         if response.status_code >= 400:
             raise self._error(response)
 
@@ -358,6 +363,11 @@ class EctfClient:
                 raise
         os.replace(part, dest)
         return Download(dest, size, response.headers.get("Content-Type", ""))
+
+
+def _seg(value: str) -> str:
+    """One path segment: a name from a user or the server can never add a path or query."""
+    return quote(str(value), safe="")
 
 
 def _stream(response: requests.Response, handle: BinaryIO, cancel: threading.Event | None) -> int:
