@@ -433,3 +433,30 @@ def test_artifacts_deterministic_for_seed(tmp_path: Path) -> None:
         with zipfile.ZipFile(io.BytesIO(path.read_bytes())) as archive:
             contents.append({n: archive.read(n) for n in archive.namelist() if n != "build.log"})
     assert contents[0] == contents[1]
+
+
+def test_a_rule_overrides_the_answer_to_an_input_job(clock: HandClock, tmp_path: Path) -> None:
+    scenario = load_scenario(
+        """
+flows:
+  submit:
+    jobs:
+      - {name: team_approval, input: approval, duration: 1}
+outcomes:
+  - {commit_prefix: "0f", fail: team_approval}
+  - {commit_prefix: "5105", hang: team_approval}
+"""
+    )
+    engine = make_engine(clock, tmp_path, scenario)
+    for commit, expected in (("0fa", "failed"), ("5105", "running")):
+        flow_id = queue_test(engine, commit=commit, flow="submit")
+        at(engine, clock, 0.0)
+        job = engine.flows()[0].job("team_approval")
+        engine.job_input(team(engine), "submit", job.id, {"approve": True})
+        clock.now += 1_000.0
+        engine.tick()
+        assert engine.flows()[0].statuses == {"team_approval": expected}
+        if expected == "running":
+            engine.cancel_flow(team(engine), "submit", flow_id)
+        clock.now = 100.0
+    engine.stop()

@@ -378,8 +378,8 @@ class Engine:
                         data.get("approve", dict(data)),
                     )
                 decision = SUCCEEDED if approve else FAILED
-            if job.outcome == FAILED:
-                decision = FAILED
+            if job.outcome in (FAILED, "hang"):
+                decision = job.outcome  # a scenario rule overrides the answer
             job.inputs.append(dict(data))
             job.decision = decision
             job.decided_at = now

@@ -18,6 +18,7 @@ Content-Length and then only part of the bytes before closing the connection.
 
 from __future__ import annotations
 
+import collections
 import json
 import re
 import signal
@@ -40,6 +41,9 @@ from .multipart import MultipartError, boundary_of, parse_multipart
 from .scenario import FLOW_TYPES, Scenario, ScenarioError, default_scenario, load_scenario
 
 SEND_CHUNK: Final = 64 * 1024
+KEEP_ALIVE_SECONDS: Final = 5.0  # uvicorn's default: an idle connection is then closed
+READ_SECONDS: Final = 60.0  # a request whose body stalls this long is abandoned
+MAX_RECORDS: Final = 100_000
 RECORDED_BODY_BYTES: Final = 64 * 1024
 ARTIFACT_WAIT_SECONDS: Final = 600.0
 PNG_MAGIC: Final = b"\x89PNG\r\n\x1a\n"
@@ -266,6 +270,11 @@ class _Handler(BaseHTTPRequestHandler):
     def do_OPTIONS(self) -> None:
         self._handle()
 
+    def handle_one_request(self) -> None:
+        """Wait at most `KEEP_ALIVE_SECONDS` for the next request on a kept-alive connection."""
+        self.connection.settimeout(KEEP_ALIVE_SECONDS)
+        super().handle_one_request()
+
     def log_message(self, format: str, *args: Any) -> None:
         """Silenced: the simulator keeps its own records (`Simulator.requests`)."""
 
@@ -274,6 +283,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _handle(self) -> None:
         sim = self.server.simulator
         started = time.monotonic()
+        self.connection.settimeout(READ_SECONDS)
         split = urllib.parse.urlsplit(self.path)
         path = urllib.parse.unquote(split.path) or "/"
         method = self.command
@@ -875,7 +885,7 @@ class Simulator:
         self._port = port
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
-        self._records: list[RequestRecord] = []
+        self._records: collections.deque[RequestRecord] = collections.deque(maxlen=MAX_RECORDS)
         self._records_lock = threading.Lock()
         self._log_lock = threading.Lock()
 
