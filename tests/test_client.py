@@ -543,3 +543,21 @@ def test_client_repr_hides_the_token() -> None:
 def test_names_are_one_path_segment(client: EctfClient) -> None:
     responses.post(f"{API}/api/flag/steal_design/a%2F..%3Fx%3D1/", json={"flag_hex": "01"})
     assert client.steal_design("a/..?x=1", "d") == "01"
+
+
+@responses.activate
+def test_job_input_retried_after_unknown_outcome_and_400_counts_as_done(
+    client: EctfClient,
+) -> None:
+    url = f"{API}/api/flow/submit/{JOB_ID}/"
+    responses.patch(url, status=502, body="<html>Bad Gateway</html>")
+    responses.patch(url, status=400, json={"detail": "Job is not pending"})
+    client.send_job_input("submit", JOB_ID, {"approve": True})
+    assert len(responses.calls) == 2
+
+
+@responses.activate
+def test_job_input_400_on_first_try_is_an_error(client: EctfClient) -> None:
+    responses.patch(f"{API}/api/flow/submit/{JOB_ID}/", status=400, json={"detail": "nope"})
+    with pytest.raises(errors.BadRequest):
+        client.send_job_input("submit", JOB_ID, {"approve": True})

@@ -223,26 +223,8 @@ class EctfClient:
         raise last_error
 
     def cancel_flow(self, flow: str, flow_id: str) -> None:
-        """Cancel a flow. A retry after an unknown outcome that meets 400 counts as done."""
-        path = f"flow/{_seg(flow)}/{_seg(flow_id)}/cancel"
-        for attempt in range(self._queue_attempts):
-            if attempt:
-                self._sleep(self._backoff_delay(attempt))
-            try:
-                response = self._send("POST", path)
-            except TransportError:
-                if attempt == self._queue_attempts - 1:
-                    raise
-                continue
-            if response.status_code in (200, 202, 204):
-                return
-            if response.status_code == 400 and attempt:
-                return  # our earlier attempt went through: it is completed now
-            if response.status_code in _UNKNOWN_OUTCOME_STATUSES | {429}:
-                if attempt == self._queue_attempts - 1:
-                    raise self._error(response)
-                continue
-            raise self._error(response)
+        """Cancel a flow; BadRequest when it had already completed."""
+        self._settle("POST", [f"flow/{_seg(flow)}/{_seg(flow_id)}/cancel"])
 
     def download_job_output(
         self, flow: str, job_id: str, dest: Path, *, cancel: threading.Event | None = None
@@ -253,12 +235,48 @@ class EctfClient:
 
     def send_job_input(self, flow: str, job_id: str, data: Mapping[str, Any]) -> None:
         """PATCH a pending job, at the client's path, or the rules page's when that 404/405s."""
-        payload = dict(data)
-        response = self._send("PATCH", f"flow/{_seg(flow)}/{_seg(job_id)}", json=payload)
-        if response.status_code in (404, 405):
-            response = self._send("PATCH", f"flow/{_seg(flow)}/job/{_seg(job_id)}", json=payload)
-        if response.status_code >= 400:
+        paths = [f"flow/{_seg(flow)}/{_seg(job_id)}", f"flow/{_seg(flow)}/job/{_seg(job_id)}"]
+        self._settle("PATCH", paths, dict(data))
+
+    def _settle(self, method: str, paths: list[str], payload: Any = None) -> None:
+        """Send an action that the server refuses to repeat (400: already completed, not
+        pending). So it is safe to retry after an unknown outcome, and a 400 met then
+        means the earlier attempt went through."""
+        outcome_unknown = False
+        for attempt in range(self._queue_attempts):
+            last = attempt == self._queue_attempts - 1
+            if attempt:
+                self._sleep(self._backoff_delay(attempt))
+            try:
+                response = self._send_with_fallback(method, paths, payload)
+            except TransportError:
+                if last:
+                    raise
+                outcome_unknown = True
+                continue
+            status = response.status_code
+            if status < 300:
+                return
+            if status == 400 and outcome_unknown:
+                return
+            if status in _UNKNOWN_OUTCOME_STATUSES or status == 429:
+                if last:
+                    raise self._error(response)
+                outcome_unknown = outcome_unknown or status != 429
+                if status == 429:
+                    self._sleep(_retry_after(response, cap=BoundedRetry.MAX_RETRY_AFTER))
+                continue
             raise self._error(response)
+
+    def _send_with_fallback(self, method: str, paths: list[str], payload: Any) -> requests.Response:
+        """The first path that the server does not answer with 404 or 405."""
+        kwargs = {} if payload is None else {"json": payload}
+        response = self._send(method, paths[0], **kwargs)
+        for fallback in paths[1:]:
+            if response.status_code not in (404, 405):
+                break
+            response = self._send(method, fallback, **kwargs)
+        return response
 
     # -- transport -------------------------------------------------------------------------
 
@@ -380,11 +398,19 @@ def _stream(response: requests.Response, handle: BinaryIO, cancel: threading.Eve
             handle.write(chunk)
             size += len(chunk)
     except requests.exceptions.RequestException as exc:
+        received = _bytes_received(response, size)
         raise DownloadError(
-            f"download of {response.url} broke off after {size} bytes ({_reason(exc)}); "
-            "it will be retried"
+            f"download of {response.url} broke off after {received} bytes ({_reason(exc)})"
         ) from None
     return size
+
+
+def _bytes_received(response: requests.Response, written: int) -> int:
+    """Bytes read off the wire, which may be more than the whole chunks written."""
+    try:
+        return max(written, int(response.raw.tell()))
+    except (AttributeError, TypeError, ValueError, OSError):
+        return written
 
 
 def _check_complete(
