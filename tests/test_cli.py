@@ -67,15 +67,31 @@ def run(
     stdout, stderr = io.StringIO(), io.StringIO()
 
     def factory(config: Config) -> EctfClient:
-        return EctfClient(config.api_url, config.token, retries=0, backoff_factor=0,
-                          queue_attempts=1, sleep=lambda _: None)
+        return EctfClient(
+            config.api_url,
+            config.token,
+            retries=0,
+            backoff_factor=0,
+            queue_attempts=1,
+            sleep=lambda _: None,
+        )
 
-    code = cli.main(list(argv), env=ENV if env is None else env, stdout=stdout, stderr=stderr,
-                    home=home, client_factory=factory, clock=clock)
+    code = cli.main(
+        list(argv),
+        env=ENV if env is None else env,
+        stdout=stdout,
+        stderr=stderr,
+        home=home,
+        client_factory=factory,
+        clock=clock,
+    )
     outcome = Outcome(code, stdout.getvalue(), stderr.getvalue())
     # `run` masks the token for the runner first: that command is the one place it may appear
-    shown = "".join(line for line in (outcome.out + outcome.err).splitlines(keepends=True)
-                    if not line.startswith("::add-mask::"))
+    shown = "".join(
+        line
+        for line in (outcome.out + outcome.err).splitlines(keepends=True)
+        if not line.startswith("::add-mask::")
+    )
     for secret in {TOKEN, (env or {}).get("ECTF_TOKEN") or TOKEN}:
         assert secret not in shown
     return outcome
@@ -92,32 +108,60 @@ def assert_golden(name: str, text: str) -> None:
     assert text == path.read_text(encoding="utf-8")
 
 
-def job(job_id: str, name: str, status: str, *, artifacts: bool = False,
-        private: bool = False) -> dict[str, Any]:
-    return {"id": job_id, "name": name, "status": status, "has_artifacts": artifacts,
-            "private": private}
+def job(
+    job_id: str, name: str, status: str, *, artifacts: bool = False, private: bool = False
+) -> dict[str, Any]:
+    return {
+        "id": job_id,
+        "name": name,
+        "status": status,
+        "has_artifacts": artifacts,
+        "private": private,
+    }
 
 
-def flow(flow_id: str = FLOW_ID, *, name: str = "test", completed: bool = False,
-         jobs: Sequence[dict[str, Any]] = (), params: dict[str, Any] | None = None,
-         submit_time: str = "2026-01-29T14:53:48.335Z") -> dict[str, Any]:
-    return {"id": flow_id, "submit_time": submit_time, "name": name, "completed": completed,
-            "params": {"git_url": GIT_URL, "commit_hash": COMMIT} if params is None else params,
-            "jobs": list(jobs)}
+def flow(
+    flow_id: str = FLOW_ID,
+    *,
+    name: str = "test",
+    completed: bool = False,
+    jobs: Sequence[dict[str, Any]] = (),
+    params: dict[str, Any] | None = None,
+    submit_time: str = "2026-01-29T14:53:48.335Z",
+) -> dict[str, Any]:
+    return {
+        "id": flow_id,
+        "submit_time": submit_time,
+        "name": name,
+        "completed": completed,
+        "params": {"git_url": GIT_URL, "commit_hash": COMMIT} if params is None else params,
+        "jobs": list(jobs),
+    }
 
 
-FAILED_FLOW = flow(completed=True, jobs=[
-    job(JOB_PULL, "pull-repo", "succeeded", artifacts=True),
-    job(JOB_BUILD, "build", "failed", artifacts=True),
-    job(JOB_TESTS, "\x1b[31mtests\nspoofed line", "canceled"),
-])
-RUNNING_FLOW = flow(OTHER_FLOW_ID, submit_time="2026-01-30T09:00:00+01:00", jobs=[
-    job(JOB_PULL, "pull-repo", "succeeded"),
-    job(JOB_BUILD, "build", "running"),
-])
-REMOTE_FLOW = flow("5c1b8a3e-1111-4a2b-8c3d-444455556666", name="remote",
-                   submit_time="2026-02-01T10:00:00Z", params={"target_team": "mitre"},
-                   jobs=[job(JOB_PULL, "get_ports", "queued")])
+FAILED_FLOW = flow(
+    completed=True,
+    jobs=[
+        job(JOB_PULL, "pull-repo", "succeeded", artifacts=True),
+        job(JOB_BUILD, "build", "failed", artifacts=True),
+        job(JOB_TESTS, "\x1b[31mtests\nspoofed line", "canceled"),
+    ],
+)
+RUNNING_FLOW = flow(
+    OTHER_FLOW_ID,
+    submit_time="2026-01-30T09:00:00+01:00",
+    jobs=[
+        job(JOB_PULL, "pull-repo", "succeeded"),
+        job(JOB_BUILD, "build", "running"),
+    ],
+)
+REMOTE_FLOW = flow(
+    "5c1b8a3e-1111-4a2b-8c3d-444455556666",
+    name="remote",
+    submit_time="2026-02-01T10:00:00Z",
+    params={"target_team": "mitre"},
+    jobs=[job(JOB_PULL, "get_ports", "queued")],
+)
 
 
 def flow_url(flow_name: str, *parts: str) -> str:
@@ -142,10 +186,23 @@ def api() -> Iterator[responses.RequestsMock]:
 
 def all_commands() -> list[list[str]]:
     return [
-        ["flows"], ["flows", "list"], ["flows", "show"], ["flows", "queue"], ["flows", "cancel"],
-        ["flows", "watch"], ["jobs"], ["jobs", "download"], ["jobs", "input"], ["packages"],
-        ["packages", "list"], ["packages", "get"], ["flags"], ["flags", "photo"],
-        ["flags", "design"], ["flags", "steal"], ["simulate"],
+        ["flows"],
+        ["flows", "list"],
+        ["flows", "show"],
+        ["flows", "queue"],
+        ["flows", "cancel"],
+        ["flows", "watch"],
+        ["jobs"],
+        ["jobs", "download"],
+        ["jobs", "input"],
+        ["packages"],
+        ["packages", "list"],
+        ["packages", "get"],
+        ["flags"],
+        ["flags", "photo"],
+        ["flags", "design"],
+        ["flags", "steal"],
+        ["simulate"],
     ]
 
 
@@ -202,35 +259,47 @@ def test_usage_errors_are_one_line_and_exit_2(
 
 
 def test_python_dash_m_is_the_same_program() -> None:
-    proc = subprocess.run([sys.executable, "-m", "ectf_action", "--version"],
-                          capture_output=True, text=True, timeout=30, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "ectf_action", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     assert (proc.returncode, proc.stdout) == (0, f"ectf-action {__version__}\n")
 
 
 def test_help_does_not_import_heavy_modules() -> None:
-    code = ("import sys; from ectf_action import cli; cli.build_parser().format_help(); "
-            "print(sorted(m for m in ('requests', 'yaml', 'ectf_action.client', "
-            "'ectf_action.models', 'ectf_action.config', 'ectf_action.simulator', "
-            "'ectf_action.action', 'ectf_action.runner') if m in sys.modules))")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=30, check=True)
+    code = (
+        "import sys; from ectf_action import cli; cli.build_parser().format_help(); "
+        "print(sorted(m for m in ('requests', 'yaml', 'ectf_action.client', "
+        "'ectf_action.models', 'ectf_action.config', 'ectf_action.simulator', "
+        "'ectf_action.action', 'ectf_action.runner') if m in sys.modules))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=True
+    )
     assert proc.stdout.strip() == "[]"
 
 
 # -- configuration -------------------------------------------------------------------------
 
 
-def test_no_token_is_refused_before_any_request(api: responses.RequestsMock,
-                                                 tmp_path: Path) -> None:
+def test_no_token_is_refused_before_any_request(
+    api: responses.RequestsMock, tmp_path: Path
+) -> None:
     result = run(["flows", "list", "test"], home=tmp_path, env={"ECTF_API_URL": API})
     assert result.code == 2
-    assert result.err == ("error: no token: pass --token, set ECTF_TOKEN, or run `ectf config` "
-                          "/ write ~/.ectf-config\n")
+    assert result.err == (
+        "error: no token: pass --token, set ECTF_TOKEN, or run `ectf config` "
+        "/ write ~/.ectf-config\n"
+    )
     assert len(api.calls) == 0
 
 
-def test_token_and_urls_come_from_the_config_file(api: responses.RequestsMock,
-                                                  tmp_path: Path) -> None:
+def test_token_and_urls_come_from_the_config_file(
+    api: responses.RequestsMock, tmp_path: Path
+) -> None:
     (tmp_path / ".ectf-config").write_text(f"token: {TOKEN}\napi_url: {API}\n")
     api.get(flow_url("test"), json=[], match=[AUTH])
     result = run(["flows", "list", "test"], home=tmp_path, env={})
@@ -238,8 +307,11 @@ def test_token_and_urls_come_from_the_config_file(api: responses.RequestsMock,
 
 
 def test_token_flag_wins_over_environment(api: responses.RequestsMock, tmp_path: Path) -> None:
-    api.get(flow_url("test"), json=[],
-            match=[matchers.header_matcher({"Authorization": "Bearer from-flag"})])
+    api.get(
+        flow_url("test"),
+        json=[],
+        match=[matchers.header_matcher({"Authorization": "Bearer from-flag"})],
+    )
     result = run(["flows", "list", "test", "--token", "from-flag"], home=tmp_path)
     assert result.code == 0
 
@@ -251,8 +323,9 @@ def test_bad_api_url_is_invalid_input(api: responses.RequestsMock, tmp_path: Pat
     assert len(api.calls) == 0
 
 
-def test_nonpositive_request_timeout_is_invalid(api: responses.RequestsMock,
-                                                tmp_path: Path) -> None:
+def test_nonpositive_request_timeout_is_invalid(
+    api: responses.RequestsMock, tmp_path: Path
+) -> None:
     result = run(["packages", "list", "--timeout", "0"], home=tmp_path)
     assert result.code == 2 and "--timeout" in result.err
     assert len(api.calls) == 0
@@ -273,10 +346,14 @@ def test_flows_list_all_types_table(api: responses.RequestsMock, tmp_path: Path)
     assert_golden("flows_list", result.out)
 
 
-def test_flows_list_json_is_sorted_newest_first(api: responses.RequestsMock,
-                                                tmp_path: Path) -> None:
-    api.get(flow_url("test"), json=[FAILED_FLOW, RUNNING_FLOW],
-            match=[matchers.query_param_matcher({"num": "0"})])
+def test_flows_list_json_is_sorted_newest_first(
+    api: responses.RequestsMock, tmp_path: Path
+) -> None:
+    api.get(
+        flow_url("test"),
+        json=[FAILED_FLOW, RUNNING_FLOW],
+        match=[matchers.query_param_matcher({"num": "0"})],
+    )
     result = run(["flows", "list", "test", "--num", "0", "--json"], home=tmp_path)
     assert result.code == 0
     data = json.loads(result.out)
@@ -285,19 +362,22 @@ def test_flows_list_json_is_sorted_newest_first(api: responses.RequestsMock,
     assert_golden("flows_list_json", result.out)
 
 
-def test_flows_list_rejects_negative_num_and_unknown_flow(api: responses.RequestsMock,
-                                                          tmp_path: Path) -> None:
+def test_flows_list_rejects_negative_num_and_unknown_flow(
+    api: responses.RequestsMock, tmp_path: Path
+) -> None:
     negative = run(["flows", "list", "test", "--num", "-1"], home=tmp_path)
     unknown = run(["flows", "list", "tset"], home=tmp_path)
     assert (negative.code, unknown.code) == (2, 2)
     assert "--num" in negative.err
-    assert unknown.err == ("error: FLOW: 'tset' is not a flow; use one of clone, test, submit, "
-                           "remote\n")
+    assert unknown.err == (
+        "error: FLOW: 'tset' is not a flow; use one of clone, test, submit, remote\n"
+    )
     assert len(api.calls) == 0
 
 
-def test_flows_show_table_escapes_hostile_names(api: responses.RequestsMock,
-                                                tmp_path: Path) -> None:
+def test_flows_show_table_escapes_hostile_names(
+    api: responses.RequestsMock, tmp_path: Path
+) -> None:
     api.get(flow_url("test", FLOW_ID), json=FAILED_FLOW, match=[AUTH])
     result = run(["flows", "show", "test", FLOW_ID.upper()], home=tmp_path)
     assert result.code == 0
@@ -325,8 +405,13 @@ def test_flows_show_rejects_a_malformed_id(api: responses.RequestsMock, tmp_path
 
 
 def queue_reply(api: responses.RequestsMock, flow_name: str, body: dict[str, Any]) -> None:
-    api.post(flow_url(flow_name), body=json.dumps(FLOW_ID), status=201,
-             content_type="application/json", match=[AUTH, matchers.json_params_matcher(body)])
+    api.post(
+        flow_url(flow_name),
+        body=json.dumps(FLOW_ID),
+        status=201,
+        content_type="application/json",
+        match=[AUTH, matchers.json_params_matcher(body)],
+    )
 
 
 def test_flows_queue_prints_the_id(api: responses.RequestsMock, tmp_path: Path) -> None:
@@ -337,17 +422,31 @@ def test_flows_queue_prints_the_id(api: responses.RequestsMock, tmp_path: Path) 
 
 def test_flows_queue_merges_params(api: responses.RequestsMock, tmp_path: Path) -> None:
     other_url = "ssh://git@example.test/other/repo.git"
-    queue_reply(api, "submit", {"git_url": other_url, "commit_hash": COMMIT, "note": "x=y",
-                                "extra": 3})
-    result = run(["flows", "queue", "submit", "--commit", COMMIT, "--params",
-                  f"{{extra: 3, git_url: '{other_url}'}}", "--param", "note=x=y", "--json"],
-                 home=tmp_path)
+    queue_reply(
+        api, "submit", {"git_url": other_url, "commit_hash": COMMIT, "note": "x=y", "extra": 3}
+    )
+    result = run(
+        [
+            "flows",
+            "queue",
+            "submit",
+            "--commit",
+            COMMIT,
+            "--params",
+            f"{{extra: 3, git_url: '{other_url}'}}",
+            "--param",
+            "note=x=y",
+            "--json",
+        ],
+        home=tmp_path,
+    )
     assert result.code == 0
     assert json.loads(result.out) == {"flow": "submit", "id": FLOW_ID}
 
 
-def test_flows_queue_remote_sends_the_target_team(api: responses.RequestsMock,
-                                                  tmp_path: Path) -> None:
+def test_flows_queue_remote_sends_the_target_team(
+    api: responses.RequestsMock, tmp_path: Path
+) -> None:
     queue_reply(api, "remote", {"target_team": "mitre"})
     result = run(["flows", "queue", "remote", "--target-team", "mitre"], home=tmp_path)
     assert (result.code, result.out) == (0, f"{FLOW_ID}\n")
@@ -359,10 +458,12 @@ def test_flows_queue_remote_sends_the_target_team(api: responses.RequestsMock,
         (["test"], ENV, "error: --commit: which commit"),
         (["test", "--commit", "main"], ENV, "'main' is not a commit hash"),
         (["test", "--commit", COMMIT], {"ECTF_TOKEN": TOKEN}, "no git URL"),
-        (["test", "--commit", COMMIT, "--git-url", "https://github.com/team/design"], ENV,
-         "clones over SSH"),
-        (["test", "--commit", COMMIT, "--params", "[1, 2]"], ENV,
-         "--params: must be a mapping"),
+        (
+            ["test", "--commit", COMMIT, "--git-url", "https://github.com/team/design"],
+            ENV,
+            "clones over SSH",
+        ),
+        (["test", "--commit", COMMIT, "--params", "[1, 2]"], ENV, "--params: must be a mapping"),
         (["test", "--commit", COMMIT, "--params", "a: [b"], ENV, "--params: not valid YAML"),
         (["test", "--commit", COMMIT, "--param", "novalue"], ENV, "'novalue' is not KEY=VALUE"),
         (["test", "--commit", COMMIT, "--target-team", "mitre"], ENV, "only the remote flow"),
@@ -374,7 +475,10 @@ def test_flows_queue_remote_sends_the_target_team(api: responses.RequestsMock,
     ],
 )
 def test_flows_queue_checks_its_body_before_sending(
-    api: responses.RequestsMock, tmp_path: Path, argv: list[str], env: dict[str, str],
+    api: responses.RequestsMock,
+    tmp_path: Path,
+    argv: list[str],
+    env: dict[str, str],
     fragment: str,
 ) -> None:
     result = run(["flows", "queue", *argv], home=tmp_path, env=env)
@@ -384,8 +488,9 @@ def test_flows_queue_checks_its_body_before_sending(
     assert len(api.calls) == 0
 
 
-def test_flows_queue_conflict_names_the_active_flow(api: responses.RequestsMock,
-                                                    tmp_path: Path) -> None:
+def test_flows_queue_conflict_names_the_active_flow(
+    api: responses.RequestsMock, tmp_path: Path
+) -> None:
     api.post(flow_url("test"), status=409, json={"detail": "Reached max active flows"})
     api.get(flow_url("test"), json=[RUNNING_FLOW])
     result = run(["flows", "queue", "test", "--commit", COMMIT], home=tmp_path)
@@ -403,10 +508,12 @@ def test_flows_cancel(api: responses.RequestsMock, tmp_path: Path) -> None:
     assert json.loads(as_json.out) == {"canceled": True, "flow": "test", "id": FLOW_ID}
 
 
-def test_flows_cancel_of_a_completed_flow_is_refused(api: responses.RequestsMock,
-                                                     tmp_path: Path) -> None:
-    api.post(flow_url("test", FLOW_ID, "cancel"), status=400,
-             json={"detail": "Flow already completed"})
+def test_flows_cancel_of_a_completed_flow_is_refused(
+    api: responses.RequestsMock, tmp_path: Path
+) -> None:
+    api.post(
+        flow_url("test", FLOW_ID, "cancel"), status=400, json={"detail": "Flow already completed"}
+    )
     result = run(["flows", "cancel", "test", FLOW_ID], home=tmp_path)
     assert result.code == 3
     assert "Flow already completed" in result.err
@@ -415,8 +522,9 @@ def test_flows_cancel_of_a_completed_flow_is_refused(api: responses.RequestsMock
 # -- flows watch ---------------------------------------------------------------------------
 
 
-def watch_replies(api: responses.RequestsMock, *states: dict[str, Any],
-                  flow_name: str = "test") -> None:
+def watch_replies(
+    api: responses.RequestsMock, *states: dict[str, Any], flow_name: str = "test"
+) -> None:
     for state in states:
         api.get(flow_url(flow_name, FLOW_ID), json=state, match=[AUTH])
 
@@ -429,19 +537,23 @@ def test_flows_watch_prints_each_change_and_fails_with_the_flow(
         flow(jobs=[job(JOB_PULL, "pull-repo", "running"), job(JOB_BUILD, "build", "queued")]),
         flow(jobs=[job(JOB_PULL, "pull-repo", "running"), job(JOB_BUILD, "build", "queued")]),
         flow(jobs=[job(JOB_PULL, "pull-repo", "succeeded"), job(JOB_BUILD, "build", "running")]),
-        flow(completed=True, jobs=[job(JOB_PULL, "pull-repo", "succeeded"),
-                                   job(JOB_BUILD, "build", "failed")]),
+        flow(
+            completed=True,
+            jobs=[job(JOB_PULL, "pull-repo", "succeeded"), job(JOB_BUILD, "build", "failed")],
+        ),
     )
     clock = FakeClock()
-    result = run(["flows", "watch", "test", FLOW_ID, "--poll-interval", "30"], home=tmp_path,
-                 clock=clock)
+    result = run(
+        ["flows", "watch", "test", FLOW_ID, "--poll-interval", "30"], home=tmp_path, clock=clock
+    )
     assert result.code == 1
     assert clock.waits == [30.0, 30.0, 30.0]
     assert_golden("flows_watch_failed", result.out)
 
 
-def test_flows_watch_succeeds_and_hints_at_pending_input(api: responses.RequestsMock,
-                                                         tmp_path: Path) -> None:
+def test_flows_watch_succeeds_and_hints_at_pending_input(
+    api: responses.RequestsMock, tmp_path: Path
+) -> None:
     approval = "c0ffee00-0000-4000-8000-000000000001"
     watch_replies(
         api,
@@ -455,8 +567,9 @@ def test_flows_watch_succeeds_and_hints_at_pending_input(api: responses.Requests
     assert_golden("flows_watch_pending", result.out)
 
 
-def test_flows_watch_json_keeps_progress_off_stdout(api: responses.RequestsMock,
-                                                    tmp_path: Path) -> None:
+def test_flows_watch_json_keeps_progress_off_stdout(
+    api: responses.RequestsMock, tmp_path: Path
+) -> None:
     watch_replies(api, flow(completed=True, jobs=[job(JOB_PULL, "pull-repo", "succeeded")]))
     result = run(["flows", "watch", "test", FLOW_ID, "--json"], home=tmp_path, clock=FakeClock())
     assert result.code == 0
@@ -469,12 +582,16 @@ def test_flows_watch_json_keeps_progress_off_stdout(api: responses.RequestsMock,
 def test_flows_watch_times_out_with_exit_1(api: responses.RequestsMock, tmp_path: Path) -> None:
     watch_replies(api, flow(jobs=[job(JOB_PULL, "pull-repo", "running")]))
     clock = FakeClock()
-    result = run(["flows", "watch", "test", FLOW_ID, "--poll-interval", "20",
-                  "--timeout-minutes", "1"], home=tmp_path, clock=clock)
+    result = run(
+        ["flows", "watch", "test", FLOW_ID, "--poll-interval", "20", "--timeout-minutes", "1"],
+        home=tmp_path,
+        clock=clock,
+    )
     assert result.code == 1
     assert sum(clock.waits) == 60.0
-    assert result.err == (f"error: test flow {FLOW_ID} did not finish within 1m00s; "
-                          "it keeps running\n")
+    assert result.err == (
+        f"error: test flow {FLOW_ID} did not finish within 1m00s; it keeps running\n"
+    )
 
 
 class SignalClock(FakeClock):
@@ -491,8 +608,9 @@ class SignalClock(FakeClock):
 
 
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_flows_watch_stops_on_signals(api: responses.RequestsMock, tmp_path: Path,
-                                      signum: int, code: int) -> None:
+def test_flows_watch_stops_on_signals(
+    api: responses.RequestsMock, tmp_path: Path, signum: int, code: int
+) -> None:
     watch_replies(api, flow(jobs=[job(JOB_PULL, "pull-repo", "running")]))
     before = signal.getsignal(signum)
     result = run(["flows", "watch", "test", FLOW_ID], home=tmp_path, clock=SignalClock(signum))
@@ -502,12 +620,14 @@ def test_flows_watch_stops_on_signals(api: responses.RequestsMock, tmp_path: Pat
     assert len(api.calls) == 1
 
 
-def test_flows_queue_watch_follows_the_new_flow(api: responses.RequestsMock,
-                                                tmp_path: Path) -> None:
+def test_flows_queue_watch_follows_the_new_flow(
+    api: responses.RequestsMock, tmp_path: Path
+) -> None:
     queue_reply(api, "test", {"git_url": GIT_URL, "commit_hash": COMMIT})
     watch_replies(api, flow(completed=True, jobs=[job(JOB_PULL, "pull-repo", "succeeded")]))
-    result = run(["flows", "queue", "test", "--commit", COMMIT, "--watch"], home=tmp_path,
-                 clock=FakeClock())
+    result = run(
+        ["flows", "queue", "test", "--commit", COMMIT, "--watch"], home=tmp_path, clock=FakeClock()
+    )
     assert result.code == 0
     assert result.out.startswith(f"Queued test flow {FLOW_ID}\n")
     assert result.out.endswith(f"Flow {FLOW_ID} succeeded after 0s.\n")
@@ -526,26 +646,29 @@ def test_jobs_download_saves_the_zip(api: responses.RequestsMock, tmp_path: Path
     assert result.out == f"Saved {dest} ({len(data):,} bytes).\n"
 
 
-def test_jobs_download_into_a_directory_uses_the_job_id(api: responses.RequestsMock,
-                                                        tmp_path: Path) -> None:
+def test_jobs_download_into_a_directory_uses_the_job_id(
+    api: responses.RequestsMock, tmp_path: Path
+) -> None:
     api.get(flow_url("test", "job", JOB_BUILD), body=zip_bytes())
-    result = run(["jobs", "download", "test", JOB_BUILD, "-o", str(tmp_path), "--json"],
-                 home=tmp_path)
+    result = run(
+        ["jobs", "download", "test", JOB_BUILD, "-o", str(tmp_path), "--json"], home=tmp_path
+    )
     assert result.code == 0
     assert json.loads(result.out)["path"] == str(tmp_path / f"{JOB_BUILD}.zip")
 
 
-def test_jobs_download_to_a_new_folder_named_with_a_slash(api: responses.RequestsMock,
-                                                           tmp_path: Path) -> None:
+def test_jobs_download_to_a_new_folder_named_with_a_slash(
+    api: responses.RequestsMock, tmp_path: Path
+) -> None:
     api.get(flow_url("test", "job", JOB_BUILD), body=zip_bytes())
-    result = run(["jobs", "download", "test", JOB_BUILD, "-o", f"{tmp_path}/new/"],
-                 home=tmp_path)
+    result = run(["jobs", "download", "test", JOB_BUILD, "-o", f"{tmp_path}/new/"], home=tmp_path)
     assert result.code == 0, result.err
     assert zipfile.is_zipfile(tmp_path / "new" / f"{JOB_BUILD}.zip")
 
 
-def test_jobs_download_never_overwrites_without_force(api: responses.RequestsMock,
-                                                      tmp_path: Path) -> None:
+def test_jobs_download_never_overwrites_without_force(
+    api: responses.RequestsMock, tmp_path: Path
+) -> None:
     dest = tmp_path / "build.zip"
     dest.write_bytes(b"keep me")
     result = run(["jobs", "download", "test", JOB_BUILD, "-o", str(dest)], home=tmp_path)
@@ -554,14 +677,14 @@ def test_jobs_download_never_overwrites_without_force(api: responses.RequestsMoc
     assert dest.read_bytes() == b"keep me"
     assert len(api.calls) == 0
     api.get(flow_url("test", "job", JOB_BUILD), body=zip_bytes())
-    forced = run(["jobs", "download", "test", JOB_BUILD, "-o", str(dest), "--force"],
-                 home=tmp_path)
+    forced = run(["jobs", "download", "test", JOB_BUILD, "-o", str(dest), "--force"], home=tmp_path)
     assert forced.code == 0
     assert zipfile.is_zipfile(dest)
 
 
-def test_jobs_download_of_a_broken_zip_keeps_nothing(api: responses.RequestsMock,
-                                                     tmp_path: Path) -> None:
+def test_jobs_download_of_a_broken_zip_keeps_nothing(
+    api: responses.RequestsMock, tmp_path: Path
+) -> None:
     api.get(flow_url("test", "job", JOB_BUILD), body=b"not a zip")
     dest = tmp_path / "build.zip"
     result = run(["jobs", "download", "test", JOB_BUILD, "-o", str(dest)], home=tmp_path)
@@ -579,26 +702,30 @@ def test_jobs_download_of_a_broken_zip_keeps_nothing(api: responses.RequestsMock
         (["--data", "port: 4000"], {"port": 4000}),
     ],
 )
-def test_jobs_input_patches_the_pending_job(api: responses.RequestsMock, tmp_path: Path,
-                                            answer: list[str], sent: dict[str, Any]) -> None:
-    api.patch(flow_url("submit", JOB_BUILD), status=204,
-              match=[AUTH, matchers.json_params_matcher(sent)])
+def test_jobs_input_patches_the_pending_job(
+    api: responses.RequestsMock, tmp_path: Path, answer: list[str], sent: dict[str, Any]
+) -> None:
+    api.patch(
+        flow_url("submit", JOB_BUILD), status=204, match=[AUTH, matchers.json_params_matcher(sent)]
+    )
     result = run(["jobs", "input", "submit", JOB_BUILD, *answer], home=tmp_path)
     assert result.code == 0
     assert result.out == f"Sent {json.dumps(sent, sort_keys=True)} to job {JOB_BUILD}.\n"
 
 
 @pytest.mark.parametrize("data", ["[true]", "{unclosed", "", "approve"])
-def test_jobs_input_rejects_a_body_that_is_not_a_mapping(api: responses.RequestsMock,
-                                                         tmp_path: Path, data: str) -> None:
+def test_jobs_input_rejects_a_body_that_is_not_a_mapping(
+    api: responses.RequestsMock, tmp_path: Path, data: str
+) -> None:
     result = run(["jobs", "input", "submit", JOB_BUILD, "--data", data], home=tmp_path)
     assert result.code == 2
     assert result.err.startswith("error: --data: ")
     assert len(api.calls) == 0
 
 
-def test_jobs_input_to_a_job_that_is_not_pending(api: responses.RequestsMock,
-                                                 tmp_path: Path) -> None:
+def test_jobs_input_to_a_job_that_is_not_pending(
+    api: responses.RequestsMock, tmp_path: Path
+) -> None:
     api.patch(flow_url("submit", JOB_BUILD), status=400, json={"detail": "Job is not pending"})
     result = run(["jobs", "input", "submit", JOB_BUILD, "--approve"], home=tmp_path)
     assert result.code == 3
@@ -617,8 +744,9 @@ def test_packages_list_table_and_json(api: responses.RequestsMock, tmp_path: Pat
     assert_golden("packages_list", table.out)
 
 
-def test_packages_get_saves_and_refuses_to_overwrite(api: responses.RequestsMock,
-                                                     tmp_path: Path) -> None:
+def test_packages_get_saves_and_refuses_to_overwrite(
+    api: responses.RequestsMock, tmp_path: Path
+) -> None:
     api.get(f"{API}/api/package/mitre/", body=b"encrypted bytes", match=[AUTH])
     dest = tmp_path / "mitre.zip"
     first = run(["packages", "get", "mitre", "-o", str(tmp_path)], home=tmp_path)
@@ -631,8 +759,9 @@ def test_packages_get_saves_and_refuses_to_overwrite(api: responses.RequestsMock
     assert len(api.calls) == calls
 
 
-def test_packages_get_rejects_a_name_that_is_a_path(api: responses.RequestsMock,
-                                                    tmp_path: Path) -> None:
+def test_packages_get_rejects_a_name_that_is_a_path(
+    api: responses.RequestsMock, tmp_path: Path
+) -> None:
     result = run(["packages", "get", "../../etc/passwd"], home=tmp_path)
     assert result.code == 2
     assert result.err.startswith("error: NAME: ")
@@ -674,8 +803,12 @@ def test_flags_design_uploads_a_pdf_json(api: responses.RequestsMock, tmp_path: 
     ],
 )
 def test_flags_check_the_file_before_uploading(
-    api: responses.RequestsMock, tmp_path: Path, command: str, name: str,
-    content: bytes | None, fragment: str,
+    api: responses.RequestsMock,
+    tmp_path: Path,
+    command: str,
+    name: str,
+    content: bytes | None,
+    fragment: str,
 ) -> None:
     path = tmp_path / name
     if content is not None:
@@ -687,15 +820,17 @@ def test_flags_check_the_file_before_uploading(
 
 
 def test_flags_steal_sends_the_digest(api: responses.RequestsMock, tmp_path: Path) -> None:
-    api.post(f"{API}/api/flag/steal_design/mitre/", json={"flag_hex": "f00d"},
-             match=[AUTH, matchers.json_params_matcher("0a1b2c3d")])  # type: ignore[arg-type]
+    api.post(
+        f"{API}/api/flag/steal_design/mitre/",
+        json={"flag_hex": "f00d"},
+        match=[AUTH, matchers.json_params_matcher("0a1b2c3d")],
+    )  # type: ignore[arg-type]
     result = run(["flags", "steal", "mitre", "0a1b2c3d"], home=tmp_path)
     assert (result.code, result.out) == (0, "Steal design flag: f00d\n")
 
 
 def test_flags_steal_with_a_wrong_digest(api: responses.RequestsMock, tmp_path: Path) -> None:
-    api.post(f"{API}/api/flag/steal_design/mitre/", status=400,
-             json={"detail": "Digest incorrect"})
+    api.post(f"{API}/api/flag/steal_design/mitre/", status=400, json={"detail": "Digest incorrect"})
     result = run(["flags", "steal", "mitre", "beef"], home=tmp_path)
     assert result.code == 3
     assert "Digest incorrect" in result.err
@@ -718,8 +853,11 @@ def test_flags_steal_with_a_wrong_digest(api: responses.RequestsMock, tmp_path: 
 def test_each_server_refusal_exits_3_with_one_line(
     api: responses.RequestsMock, tmp_path: Path, status: int, fragment: str
 ) -> None:
-    api.get(flow_url("test", FLOW_ID), status=status,
-            json={"detail": f"server says\nno ({status}) \x1b[2J"})
+    api.get(
+        flow_url("test", FLOW_ID),
+        status=status,
+        json={"detail": f"server says\nno ({status}) \x1b[2J"},
+    )
     result = run(["flows", "show", "test", FLOW_ID, "--json"], home=tmp_path)
     assert result.code == 3
     assert result.out == ""
@@ -748,8 +886,14 @@ def test_unexpected_exceptions_keep_their_traceback(tmp_path: Path) -> None:
         raise RuntimeError("a bug, not a user error")
 
     with pytest.raises(RuntimeError, match="a bug"):
-        cli.main(["packages", "list"], env=ENV, stdout=io.StringIO(), stderr=io.StringIO(),
-                 home=tmp_path, client_factory=broken_factory)
+        cli.main(
+            ["packages", "list"],
+            env=ENV,
+            stdout=io.StringIO(),
+            stderr=io.StringIO(),
+            home=tmp_path,
+            client_factory=broken_factory,
+        )
 
 
 # -- against the simulator: a team's session, and the commands served by other modules -----
@@ -765,61 +909,85 @@ def sim_env(sim: Simulator) -> dict[str, str]:
     return {"ECTF_TOKEN": sim.token, "ECTF_API_URL": sim.url, "ECTF_GIT_URL": GIT_URL}
 
 
-def test_a_test_flow_session_against_the_simulator(fast_simulator: Simulator,
-                                                   tmp_path: Path) -> None:
+def test_a_test_flow_session_against_the_simulator(
+    fast_simulator: Simulator, tmp_path: Path
+) -> None:
     env = sim_env(fast_simulator)
     assert run(["flows", "list", "test"], home=tmp_path, env=env).out == "No test flows.\n"
-    queued = run(["flows", "queue", "test", "--commit", PUSH_SHA, "--watch",
-                  "--poll-interval", "0.02", "--timeout-minutes", "1"], home=tmp_path, env=env)
+    queued = run(
+        [
+            "flows",
+            "queue",
+            "test",
+            "--commit",
+            PUSH_SHA,
+            "--watch",
+            "--poll-interval",
+            "0.02",
+            "--timeout-minutes",
+            "1",
+        ],
+        home=tmp_path,
+        env=env,
+    )
     assert queued.code == 0, queued.err
     assert "build: running -> succeeded" in queued.out
     listed = json.loads(run(["flows", "list", "test", "--json"], home=tmp_path, env=env).out)
-    assert [(f["status"], f["params"]["commit_hash"]) for f in listed] == [
-        ("succeeded", PUSH_SHA)]
+    assert [(f["status"], f["params"]["commit_hash"]) for f in listed] == [("succeeded", PUSH_SHA)]
     flow_id = listed[0]["id"]
     shown = run(["flows", "show", "test", flow_id], home=tmp_path, env=env)
     assert "Status:    succeeded (finished)" in shown.out
     build = next(j for j in listed[0]["jobs"] if j["name"] == "build")
-    saved = run(["jobs", "download", "test", build["id"], "-o", str(tmp_path)],
-                home=tmp_path, env=env)
+    saved = run(
+        ["jobs", "download", "test", build["id"], "-o", str(tmp_path)], home=tmp_path, env=env
+    )
     assert saved.code == 0, saved.err
     assert zipfile.is_zipfile(tmp_path / f"{build['id']}.zip")
-    failing = run(["flows", "queue", "test", "--commit", FAIL_SHA, "--watch",
-                   "--poll-interval", "0.02"], home=tmp_path, env=env)
+    failing = run(
+        ["flows", "queue", "test", "--commit", FAIL_SHA, "--watch", "--poll-interval", "0.02"],
+        home=tmp_path,
+        env=env,
+    )
     assert failing.code == 1
-    assert failing.out.splitlines()[-1].startswith(f"Flow {failing.out.split()[3]} failed "
-                                                    "(failed: build)")
+    assert failing.out.splitlines()[-1].startswith(
+        f"Flow {failing.out.split()[3]} failed (failed: build)"
+    )
 
 
-def test_a_submit_flow_answered_from_the_command_line(fast_simulator: Simulator,
-                                                      tmp_path: Path) -> None:
+def test_a_submit_flow_answered_from_the_command_line(
+    fast_simulator: Simulator, tmp_path: Path
+) -> None:
     env = sim_env(fast_simulator)
-    flow_id = run(["flows", "queue", "submit", "--commit", PUSH_SHA], home=tmp_path,
-                  env=env).out.strip()
+    flow_id = run(
+        ["flows", "queue", "submit", "--commit", PUSH_SHA], home=tmp_path, env=env
+    ).out.strip()
     deadline = time.monotonic() + 20
     while True:  # the flow stops on team_approval, pending until the team answers
-        shown = json.loads(run(["flows", "show", "submit", flow_id, "--json"], home=tmp_path,
-                               env=env).out)
+        shown = json.loads(
+            run(["flows", "show", "submit", flow_id, "--json"], home=tmp_path, env=env).out
+        )
         approval = next(j for j in shown["jobs"] if j["name"] == "team_approval")
         if approval["status"] == "pending" or time.monotonic() > deadline:
             break
         time.sleep(0.02)
     assert approval["status"] == "pending"
-    waited = run(["flows", "watch", "submit", flow_id, "--timeout-minutes", "0.001"],
-                 home=tmp_path, env=env)
+    waited = run(
+        ["flows", "watch", "submit", flow_id, "--timeout-minutes", "0.001"], home=tmp_path, env=env
+    )
     assert waited.code == 1  # still pending when the watch times out
     assert f"jobs input submit {approval['id']} --approve" in waited.out
-    answered = run(["jobs", "input", "submit", approval["id"], "--approve"], home=tmp_path,
-                   env=env)
+    answered = run(["jobs", "input", "submit", approval["id"], "--approve"], home=tmp_path, env=env)
     assert answered.code == 0, answered.err
-    done = run(["flows", "watch", "submit", flow_id, "--poll-interval", "0.02"],
-               home=tmp_path, env=env)
+    done = run(
+        ["flows", "watch", "submit", flow_id, "--poll-interval", "0.02"], home=tmp_path, env=env
+    )
     assert done.code == 0, done.out + done.err
     assert "organizer_approval waits for the organizers" in done.out
 
 
-def test_packages_and_flags_against_the_simulator(fast_simulator: Simulator,
-                                                  tmp_path: Path) -> None:
+def test_packages_and_flags_against_the_simulator(
+    fast_simulator: Simulator, tmp_path: Path
+) -> None:
     env = sim_env(fast_simulator)
     names = json.loads(run(["packages", "list", "--json"], home=tmp_path, env=env).out)
     assert "rival-team" in names
@@ -836,11 +1004,29 @@ def test_packages_and_flags_against_the_simulator(fast_simulator: Simulator,
 
 def test_run_is_the_action_from_a_shell(fast_simulator: Simulator, tmp_path: Path) -> None:
     env = {"ECTF_TOKEN": fast_simulator.token}
-    result = run(["run", "--api-url", fast_simulator.url, "--flow", "clone", "--commit",
-                  PUSH_SHA, "--git-url", GIT_URL, "--poll-interval", "0.02",
-                  "--artifacts-path", str(tmp_path / "artifacts"),
-                  "--junit-path", str(tmp_path / "junit.xml"), "--job-summary", "false"],
-                 home=tmp_path, env=env)
+    result = run(
+        [
+            "run",
+            "--api-url",
+            fast_simulator.url,
+            "--flow",
+            "clone",
+            "--commit",
+            PUSH_SHA,
+            "--git-url",
+            GIT_URL,
+            "--poll-interval",
+            "0.02",
+            "--artifacts-path",
+            str(tmp_path / "artifacts"),
+            "--junit-path",
+            str(tmp_path / "junit.xml"),
+            "--job-summary",
+            "false",
+        ],
+        home=tmp_path,
+        env=env,
+    )
     assert result.code == 0, result.out + result.err
     assert (tmp_path / "junit.xml").exists()
     assert (tmp_path / "artifacts" / "pull-repo").is_dir()
@@ -857,20 +1043,25 @@ def test_run_and_demo_help_teach_with_examples(tmp_path: Path) -> None:
 def test_run_reports_its_own_usage_errors(tmp_path: Path) -> None:
     result = run(["run", "--no-such-input", "x"], home=tmp_path, env={})
     assert result.code == 2
-    assert result.err == ("error: unrecognized arguments: --no-such-input x "
-                          "(see `ectf-action run --help`)\n")
+    assert result.err == (
+        "error: unrecognized arguments: --no-such-input x (see `ectf-action run --help`)\n"
+    )
 
 
 def test_demo_runs_offline(tmp_path: Path) -> None:
-    result = run(["demo", "--workspace", str(tmp_path / "demo"), "--time-scale", "0.01"],
-                 home=tmp_path, env={})
+    result = run(
+        ["demo", "--workspace", str(tmp_path / "demo"), "--time-scale", "0.01"],
+        home=tmp_path,
+        env={},
+    )
     assert result.code == 0, result.out + result.err
     assert "ectf-junit.xml" in result.out
 
 
 def test_simulate_refuses_a_missing_scenario(tmp_path: Path) -> None:
-    result = run(["simulate", "--port", "0", "--scenario", str(tmp_path / "nope.yaml")],
-                 home=tmp_path)
+    result = run(
+        ["simulate", "--port", "0", "--scenario", str(tmp_path / "nope.yaml")], home=tmp_path
+    )
     assert result.code == 2
     assert result.err.startswith("error: --scenario: ") and "is not a file" in result.err
 
@@ -880,18 +1071,43 @@ def test_simulate_serves_until_interrupted(tmp_path: Path) -> None:
     scenario = tmp_path / "fast.yaml"
     scenario.write_text("time_scale: 0.01\n")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ectf_action", "simulate", "--port", "0", "--token", "cli-sim",
-         "--scenario", str(scenario)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "ectf_action",
+            "simulate",
+            "--port",
+            "0",
+            "--token",
+            "cli-sim",
+            "--scenario",
+            str(scenario),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         assert proc.stdout is not None
         url = proc.stdout.readline().strip()
         assert url.startswith("http://127.0.0.1:")
         env = {"ECTF_TOKEN": "cli-sim", "ECTF_API_URL": url, "ECTF_GIT_URL": GIT_URL}
-        result = run(["flows", "queue", "clone", "--commit", PUSH_SHA, "--watch",
-                      "--poll-interval", "0.02", "--timeout-minutes", "1"],
-                     home=tmp_path, env=env)
+        result = run(
+            [
+                "flows",
+                "queue",
+                "clone",
+                "--commit",
+                PUSH_SHA,
+                "--watch",
+                "--poll-interval",
+                "0.02",
+                "--timeout-minutes",
+                "1",
+            ],
+            home=tmp_path,
+            env=env,
+        )
         assert result.code == 0, result.out + result.err
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=20) == 0

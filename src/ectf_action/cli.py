@@ -106,8 +106,9 @@ class Parser(argparse.ArgumentParser):
         raise ParserExit(status)
 
 
-def parse_with(parser: argparse.ArgumentParser, argv: Sequence[str], stdout: TextIO,
-               stderr: TextIO) -> tuple[argparse.Namespace, list[str]]:
+def parse_with(
+    parser: argparse.ArgumentParser, argv: Sequence[str], stdout: TextIO, stderr: TextIO
+) -> tuple[argparse.Namespace, list[str]]:
     """Parse with help and version text going to the given streams."""
     with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
         return parser.parse_known_args(list(argv))
@@ -158,9 +159,17 @@ class Context:
     `home` is None until the config file is needed: finding it costs an import.
     """
 
-    def __init__(self, args: argparse.Namespace, *, env: Mapping[str, str], stdout: TextIO,
-                 stderr: TextIO, home: Path | None = None,
-                 client_factory: ClientFactory | None = None, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        *,
+        env: Mapping[str, str],
+        stdout: TextIO,
+        stderr: TextIO,
+        home: Path | None = None,
+        client_factory: ClientFactory | None = None,
+        clock: Clock | None = None,
+    ) -> None:
         self.args = args
         self.env = env
         self.stdout = stdout
@@ -254,8 +263,9 @@ def _path_segment(value: str, name: str) -> str:
     if not text:
         raise InvalidInput(name, "must not be empty")
     if text in (".", "..") or any(ch in text for ch in "/\\?#%") or not text.isprintable():
-        raise InvalidInput(name, f"{value!r} must be a plain name (no /, \\, ?, #, % or control "
-                                 "characters)")
+        raise InvalidInput(
+            name, f"{value!r} must be a plain name (no /, \\, ?, #, % or control characters)"
+        )
     if len(text) > 200:
         raise InvalidInput(name, "is longer than 200 characters")
     return text
@@ -350,8 +360,9 @@ def _queue_body(ctx: Context, flow_name: str, config: Config) -> dict[str, Any]:
     body = {"git_url": config.git_url, "commit_hash": args.commit}
     body.update({k: v for k, v in params.items() if v is not None})
     if not body.get("commit_hash"):
-        raise InvalidInput("--commit", "which commit should the server test? (e.g. --commit "
-                                       "$(git rev-parse HEAD))")
+        raise InvalidInput(
+            "--commit", "which commit should the server test? (e.g. --commit $(git rev-parse HEAD))"
+        )
     if not body.get("git_url"):
         raise InvalidInput("--git-url", NO_GIT_URL)
     body["commit_hash"] = parse_commit(str(body["commit_hash"]), name="--commit")
@@ -402,8 +413,14 @@ def _pending_hint(flow_name: str, change: JobChange) -> str:
     return f"           answer it: {PROG} jobs input {flow_name} {job.id} {answer}\n"
 
 
-def _watch(ctx: Context, client: EctfClient, flow_name: str, flow_id: str,
-           schedule: PollSchedule, timeout_minutes: float | None) -> int:
+def _watch(
+    ctx: Context,
+    client: EctfClient,
+    flow_name: str,
+    flow_id: str,
+    schedule: PollSchedule,
+    timeout_minutes: float | None,
+) -> int:
     """Follow a flow, one line per job status change; the exit status tells how it ended."""
     from .clock import SystemClock
     from .follow import follow_flow
@@ -414,8 +431,10 @@ def _watch(ctx: Context, client: EctfClient, flow_name: str, flow_id: str,
     started = clock.now()
     deadline = started + timeout_minutes * 60 if timeout_minutes is not None else None
     poll = "auto" if schedule.is_auto else f"every {schedule}s"
-    ctx.note(f"Watching {flow_name} flow {flow_id} (poll: {poll}; Ctrl-C stops watching, "
-             "the flow keeps running)\n")
+    ctx.note(
+        f"Watching {flow_name} flow {flow_id} (poll: {poll}; Ctrl-C stops watching, "
+        "the flow keeps running)\n"
+    )
 
     def on_update(flow: Flow, changes: list[JobChange]) -> None:
         for change in changes:
@@ -425,23 +444,38 @@ def _watch(ctx: Context, client: EctfClient, flow_name: str, flow_id: str,
                 ctx.note(clean(_pending_hint(flow_name, change).rstrip("\n")) + "\n")
 
     with ctx.interrupts.installed() as cancel:
-        result = follow_flow(client, flow_name, flow_id, clock=clock, schedule=schedule,
-                             cancel=cancel, deadline=deadline, on_update=on_update,
-                             started=started)
+        result = follow_flow(
+            client,
+            flow_name,
+            flow_id,
+            clock=clock,
+            schedule=schedule,
+            cancel=cancel,
+            deadline=deadline,
+            on_update=on_update,
+            started=started,
+        )
     flow = result.flow
     elapsed = format_elapsed(clock.now() - started)
     if result.reason == "canceled":
-        ctx.stderr.write(f"Stopped watching after {elapsed}; the flow keeps running. Cancel it "
-                         f"with: {PROG} flows cancel {flow_name} {flow_id}\n")
+        ctx.stderr.write(
+            f"Stopped watching after {elapsed}; the flow keeps running. Cancel it "
+            f"with: {PROG} flows cancel {flow_name} {flow_id}\n"
+        )
         return ctx.interrupts.exit_code
     if ctx.json:
-        document: dict[str, Any] = {"flow": flow_name, "id": flow_id, "reason": result.reason,
-                                    "status": flow.status.value if flow else None,
-                                    "details": flow_json(flow) if flow else None}
+        document: dict[str, Any] = {
+            "flow": flow_name,
+            "id": flow_id,
+            "reason": result.reason,
+            "status": flow.status.value if flow else None,
+            "details": flow_json(flow) if flow else None,
+        }
         ctx.out(_json(document))
     if result.reason == "timed-out" or flow is None:
-        ctx.stderr.write(f"error: {flow_name} flow {flow_id} did not finish within "
-                         f"{elapsed}; it keeps running\n")
+        ctx.stderr.write(
+            f"error: {flow_name} flow {flow_id} did not finish within {elapsed}; it keeps running\n"
+        )
         return EXIT_FLOW_FAILED
     status = flow.status
     failed = [clean(job.name) for job in flow.jobs if job.status is JobStatus.FAILED]
@@ -491,8 +525,10 @@ def _jobs_input(ctx: Context) -> int:
         if not data:
             raise InvalidInput("--data", "is empty; give a mapping such as '{\"approve\": true}'")
     ctx.client().send_job_input(flow_name, job_id, data)
-    ctx.emit({"flow": flow_name, "job_id": job_id, "sent": data},
-             f"Sent {mapping_line(data)} to job {job_id}.\n")
+    ctx.emit(
+        {"flow": flow_name, "job_id": job_id, "sent": data},
+        f"Sent {mapping_line(data)} to job {job_id}.\n",
+    )
     return EXIT_OK
 
 
@@ -577,9 +613,12 @@ the job summary were written.
 def _run(ctx: Context) -> int:
     from .action import add_run_arguments, run_command
 
-    parser = _sub_parser(f"{PROG} run", "Queue a flow, follow it, download and extract its "
-                         "artifacts, and write the reports:\nthe GitHub Action, from a shell.",
-                         RUN_EPILOG)
+    parser = _sub_parser(
+        f"{PROG} run",
+        "Queue a flow, follow it, download and extract its "
+        "artifacts, and write the reports:\nthe GitHub Action, from a shell.",
+        RUN_EPILOG,
+    )
     add_run_arguments(parser)
     args = _parse_rest(ctx, parser)
     return run_command(args, env=ctx.env, stdout=ctx.stdout, stderr=ctx.stderr)
@@ -588,16 +627,23 @@ def _run(ctx: Context) -> int:
 def _demo(ctx: Context) -> int:
     from .demo import add_demo_arguments, demo_command
 
-    parser = _sub_parser(f"{PROG} demo", "Run the whole action against an embedded "
-                         "simulator,\nin a fresh temporary workspace.", DEMO_EPILOG)
+    parser = _sub_parser(
+        f"{PROG} demo",
+        "Run the whole action against an embedded simulator,\nin a fresh temporary workspace.",
+        DEMO_EPILOG,
+    )
     add_demo_arguments(parser)
     args = _parse_rest(ctx, parser)
     return demo_command(args, env=ctx.env, stdout=ctx.stdout, stderr=ctx.stderr)
 
 
 def _sub_parser(prog: str, description: str, epilog: str) -> Parser:
-    return Parser(prog=prog, description=description, epilog=epilog,
-                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    return Parser(
+        prog=prog,
+        description=description,
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
 
 
 def _parse_rest(ctx: Context, parser: Parser) -> argparse.Namespace:
@@ -619,8 +665,9 @@ def _simulate(ctx: Context) -> int:
     if scenario is not None and not scenario.is_file():
         raise InvalidInput("--scenario", f"{str(scenario)!r} is not a file")
     # run_simulate turns SIGINT/SIGTERM into its own stop: serving ends there, normally.
-    return run_simulate(args.host, args.port, args.token,
-                        str(scenario) if scenario else None, ctx.stdout)
+    return run_simulate(
+        args.host, args.port, args.token, str(scenario) if scenario else None, ctx.stdout
+    )
 
 
 def _json(data: Any) -> str:
@@ -635,24 +682,47 @@ def _json(data: Any) -> str:
 def _api_options() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     group = common.add_argument_group("connection and output")
-    group.add_argument("--token", metavar="TOKEN",
-                       help="team API token (default: $ECTF_TOKEN, then ~/.ectf-config; prefer "
-                            "those: a flag shows in ps)")
-    group.add_argument("--api-url", metavar="URL",
-                       help="testing server (default: $ECTF_API_URL, then ~/.ectf-config, "
-                            "then https://api.ectf.mitre.org)")
-    group.add_argument("--json", action="store_true",
-                       help="print one JSON document (sorted keys) instead of text")
-    group.add_argument("--timeout", metavar="SECONDS", type=float,
-                       help="read timeout of each request (default: 60)")
+    group.add_argument(
+        "--token",
+        metavar="TOKEN",
+        help="team API token (default: $ECTF_TOKEN, then ~/.ectf-config; prefer "
+        "those: a flag shows in ps)",
+    )
+    group.add_argument(
+        "--api-url",
+        metavar="URL",
+        help="testing server (default: $ECTF_API_URL, then ~/.ectf-config, "
+        "then https://api.ectf.mitre.org)",
+    )
+    group.add_argument(
+        "--json", action="store_true", help="print one JSON document (sorted keys) instead of text"
+    )
+    group.add_argument(
+        "--timeout",
+        metavar="SECONDS",
+        type=float,
+        help="read timeout of each request (default: 60)",
+    )
     return common
 
 
-def _add(sub: Any, name: str, handler: Callable[[Context], int], summary: str, epilog: str,
-         parents: Sequence[argparse.ArgumentParser] = (), *, brief: str | None = None) -> Parser:
+def _add(
+    sub: Any,
+    name: str,
+    handler: Callable[[Context], int],
+    summary: str,
+    epilog: str,
+    parents: Sequence[argparse.ArgumentParser] = (),
+    *,
+    brief: str | None = None,
+) -> Parser:
     """One command; *brief* is its line in the parent's help (default: the summary)."""
     parser: Parser = sub.add_parser(
-        name, help=brief or summary, description=summary, epilog=epilog, parents=list(parents),
+        name,
+        help=brief or summary,
+        description=summary,
+        epilog=epilog,
+        parents=list(parents),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.set_defaults(handler=handler)
@@ -664,11 +734,18 @@ def _examples(*lines: str) -> str:
 
 
 def _add_watch_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--poll-interval", default="auto", metavar="auto|SECONDS",
-                        help="seconds between status requests, or auto: often at first, "
-                             "then every 10 s (default: auto)")
-    parser.add_argument("--timeout-minutes", metavar="MINUTES",
-                        help="stop watching after this long, exit 1 (default: no limit)")
+    parser.add_argument(
+        "--poll-interval",
+        default="auto",
+        metavar="auto|SECONDS",
+        help="seconds between status requests, or auto: often at first, "
+        "then every 10 s (default: auto)",
+    )
+    parser.add_argument(
+        "--timeout-minutes",
+        metavar="MINUTES",
+        help="stop watching after this long, exit 1 (default: no limit)",
+    )
 
 
 def _add_flow_argument(parser: argparse.ArgumentParser) -> None:
@@ -678,141 +755,276 @@ def _add_flow_argument(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> Parser:
     """The whole command tree; cheap to build, so it is built for every call."""
     api = _api_options()
-    top = Parser(prog=PROG, description="Command-line client and GitHub Action for the eCTF "
-                 "testing server.", epilog=TOP_EPILOG,
-                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    top = Parser(
+        prog=PROG,
+        description="Command-line client and GitHub Action for the eCTF testing server.",
+        epilog=TOP_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     top.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     commands = top.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    flows = _add_group(commands, "flows", "list, queue, show, watch and cancel flows",
-                       _examples("flows list test", "flows queue test --commit 1a2b3c4d --watch",
-                                 f"flows watch test {EXAMPLE_FLOW_ID}"))
-    p = _add(flows, "list", _flows_list, "List your team's flows, newest first.",
-             _examples("flows list", "flows list test --num 0", "flows list submit --json"),
-             [api])
-    p.add_argument("flow", nargs="?", metavar="FLOW",
-                   help=f"flow type: {FLOW_CHOICES} (default: all four)")
-    p.add_argument("-n", "--num", type=int, default=10, metavar="N",
-                   help="at most N flows of each type; 0 for all (default: 10)")
+    flows = _add_group(
+        commands,
+        "flows",
+        "list, queue, show, watch and cancel flows",
+        _examples(
+            "flows list test",
+            "flows queue test --commit 1a2b3c4d --watch",
+            f"flows watch test {EXAMPLE_FLOW_ID}",
+        ),
+    )
+    p = _add(
+        flows,
+        "list",
+        _flows_list,
+        "List your team's flows, newest first.",
+        _examples("flows list", "flows list test --num 0", "flows list submit --json"),
+        [api],
+    )
+    p.add_argument(
+        "flow", nargs="?", metavar="FLOW", help=f"flow type: {FLOW_CHOICES} (default: all four)"
+    )
+    p.add_argument(
+        "-n",
+        "--num",
+        type=int,
+        default=10,
+        metavar="N",
+        help="at most N flows of each type; 0 for all (default: 10)",
+    )
 
-    p = _add(flows, "show", _flows_show, "Show a flow: its status and its jobs.",
-             _examples(f"flows show test {EXAMPLE_FLOW_ID}",
-                       f"flows show test {EXAMPLE_FLOW_ID} --json"), [api])
+    p = _add(
+        flows,
+        "show",
+        _flows_show,
+        "Show a flow: its status and its jobs.",
+        _examples(
+            f"flows show test {EXAMPLE_FLOW_ID}", f"flows show test {EXAMPLE_FLOW_ID} --json"
+        ),
+        [api],
+    )
     _add_flow_argument(p)
     p.add_argument("flow_id", metavar="FLOW_ID", help="the flow's UUID")
 
-    p = _add(flows, "queue", _flows_queue, "Queue a flow and print its id (or follow it with "
-             "--watch).",
-             _examples("flows queue test --commit $(git rev-parse HEAD)",
-                       "flows queue test --commit 1a2b3c4d --git-url "
-                       "ssh://git@github.com/team/design.git --watch",
-                       "flows queue remote --target-team mitre",
-                       "flows queue test --commit 1a2b3c4d --param key=value")
-             + "\n--params and --param are merged over the body "
-               "({\"git_url\": ..., \"commit_hash\": ...};\nfor remote {\"target_team\": ...}).\n",
-             [api])
+    p = _add(
+        flows,
+        "queue",
+        _flows_queue,
+        "Queue a flow and print its id (or follow it with --watch).",
+        _examples(
+            "flows queue test --commit $(git rev-parse HEAD)",
+            "flows queue test --commit 1a2b3c4d --git-url "
+            "ssh://git@github.com/team/design.git --watch",
+            "flows queue remote --target-team mitre",
+            "flows queue test --commit 1a2b3c4d --param key=value",
+        )
+        + "\n--params and --param are merged over the body "
+        '({"git_url": ..., "commit_hash": ...};\nfor remote {"target_team": ...}).\n',
+        [api],
+    )
     _add_flow_argument(p)
     p.add_argument("--commit", metavar="SHA", help="commit to test (clone, test, submit)")
-    p.add_argument("--git-url", metavar="URL",
-                   help="ssh:// URL the server clones (default: $ECTF_GIT_URL, then "
-                        "~/.ectf-config)")
+    p.add_argument(
+        "--git-url",
+        metavar="URL",
+        help="ssh:// URL the server clones (default: $ECTF_GIT_URL, then ~/.ectf-config)",
+    )
     p.add_argument("--target-team", metavar="TEAM", help="team to attack (remote)")
     p.add_argument("--params", metavar="YAML|JSON", help="mapping merged into the body")
-    p.add_argument("--param", action="append", metavar="KEY=VALUE",
-                   help="one body field; repeatable; applied after --params")
+    p.add_argument(
+        "--param",
+        action="append",
+        metavar="KEY=VALUE",
+        help="one body field; repeatable; applied after --params",
+    )
     p.add_argument("--watch", action="store_true", help="follow the flow until it ends")
     _add_watch_options(p)
 
-    p = _add(flows, "cancel", _flows_cancel, "Cancel a queued or running flow.",
-             _examples(f"flows cancel test {EXAMPLE_FLOW_ID}"), [api])
+    p = _add(
+        flows,
+        "cancel",
+        _flows_cancel,
+        "Cancel a queued or running flow.",
+        _examples(f"flows cancel test {EXAMPLE_FLOW_ID}"),
+        [api],
+    )
     _add_flow_argument(p)
     p.add_argument("flow_id", metavar="FLOW_ID", help="the flow's UUID")
 
-    p = _add(flows, "watch", _flows_watch, "Follow a flow: one line per job status change.\n"
-             "Exit 0 if it succeeds, 1 if it fails, is canceled or times out.",
-             _examples(f"flows watch test {EXAMPLE_FLOW_ID}",
-                       f"flows watch submit {EXAMPLE_FLOW_ID} --poll-interval 30 "
-                       "--timeout-minutes 90"), [api])
+    p = _add(
+        flows,
+        "watch",
+        _flows_watch,
+        "Follow a flow: one line per job status change.\n"
+        "Exit 0 if it succeeds, 1 if it fails, is canceled or times out.",
+        _examples(
+            f"flows watch test {EXAMPLE_FLOW_ID}",
+            f"flows watch submit {EXAMPLE_FLOW_ID} --poll-interval 30 --timeout-minutes 90",
+        ),
+        [api],
+    )
     _add_flow_argument(p)
     p.add_argument("flow_id", metavar="FLOW_ID", help="the flow's UUID")
     _add_watch_options(p)
 
-    jobs = _add_group(commands, "jobs", "download a job's output, answer a pending job",
-                      _examples(f"jobs download test {EXAMPLE_JOB_ID}",
-                                f"jobs input submit {EXAMPLE_JOB_ID} --approve"))
-    p = _add(jobs, "download", _jobs_download, "Download a job's output zip.",
-             _examples(f"jobs download test {EXAMPLE_JOB_ID}",
-                       f"jobs download test {EXAMPLE_JOB_ID} -o out/ --force"), [api])
+    jobs = _add_group(
+        commands,
+        "jobs",
+        "download a job's output, answer a pending job",
+        _examples(
+            f"jobs download test {EXAMPLE_JOB_ID}", f"jobs input submit {EXAMPLE_JOB_ID} --approve"
+        ),
+    )
+    p = _add(
+        jobs,
+        "download",
+        _jobs_download,
+        "Download a job's output zip.",
+        _examples(
+            f"jobs download test {EXAMPLE_JOB_ID}",
+            f"jobs download test {EXAMPLE_JOB_ID} -o out/ --force",
+        ),
+        [api],
+    )
     _add_flow_argument(p)
     p.add_argument("job_id", metavar="JOB_ID", help="the job's UUID (see `flows show`)")
-    p.add_argument("-o", "--output", metavar="FILE",
-                   help="file or directory to save to (default: ./JOB_ID.zip)")
+    p.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="file or directory to save to (default: ./JOB_ID.zip)",
+    )
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
 
-    p = _add(jobs, "input", _jobs_input, "Give input to a pending job.",
-             _examples(f"jobs input submit {EXAMPLE_JOB_ID} --approve",
-                       f"jobs input remote {EXAMPLE_JOB_ID} --data '{{\"key\": \"value\"}}'"),
-             [api])
+    p = _add(
+        jobs,
+        "input",
+        _jobs_input,
+        "Give input to a pending job.",
+        _examples(
+            f"jobs input submit {EXAMPLE_JOB_ID} --approve",
+            f'jobs input remote {EXAMPLE_JOB_ID} --data \'{{"key": "value"}}\'',
+        ),
+        [api],
+    )
     _add_flow_argument(p)
     p.add_argument("job_id", metavar="JOB_ID", help="the pending job's UUID")
     answer = p.add_mutually_exclusive_group(required=True)
     answer.add_argument("--data", metavar="YAML|JSON", help="the mapping to send")
-    answer.add_argument("--approve", action="store_true",
-                        help='send {"approve": true} (team_approval)')
-    answer.add_argument("--reject", action="store_true",
-                        help='send {"approve": false} (team_approval)')
+    answer.add_argument(
+        "--approve", action="store_true", help='send {"approve": true} (team_approval)'
+    )
+    answer.add_argument(
+        "--reject", action="store_true", help='send {"approve": false} (team_approval)'
+    )
 
-    packages = _add_group(commands, "packages", "attack packages (attack phase)",
-                          _examples("packages list", "packages get mitre"))
-    _add(packages, "list", _packages_list, "List the teams that have attack packages.",
-         _examples("packages list", "packages list --json"), [api])
-    p = _add(packages, "get", _packages_get, "Download a team's encrypted attack package.",
-             _examples("packages get mitre", "packages get mitre -o packages/ --force"), [api])
+    packages = _add_group(
+        commands,
+        "packages",
+        "attack packages (attack phase)",
+        _examples("packages list", "packages get mitre"),
+    )
+    _add(
+        packages,
+        "list",
+        _packages_list,
+        "List the teams that have attack packages.",
+        _examples("packages list", "packages list --json"),
+        [api],
+    )
+    p = _add(
+        packages,
+        "get",
+        _packages_get,
+        "Download a team's encrypted attack package.",
+        _examples("packages get mitre", "packages get mitre -o packages/ --force"),
+        [api],
+    )
     p.add_argument("name", metavar="NAME", help="the team (see `packages list`)")
-    p.add_argument("-o", "--output", metavar="FILE",
-                   help="file or directory to save to (default: ./NAME.zip)")
+    p.add_argument(
+        "-o", "--output", metavar="FILE", help="file or directory to save to (default: ./NAME.zip)"
+    )
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
 
-    flags = _add_group(commands, "flags", "submit for flags: team photo, design doc, steal",
-                       _examples("flags photo team.png", "flags design design.pdf",
-                                 "flags steal mitre 0a1b2c3d..."))
-    p = _add(flags, "photo", _flags_photo, "Submit the team photo (a PNG) for its flag.",
-             _examples("flags photo team.png"), [api])
+    flags = _add_group(
+        commands,
+        "flags",
+        "submit for flags: team photo, design doc, steal",
+        _examples(
+            "flags photo team.png", "flags design design.pdf", "flags steal mitre 0a1b2c3d..."
+        ),
+    )
+    p = _add(
+        flags,
+        "photo",
+        _flags_photo,
+        "Submit the team photo (a PNG) for its flag.",
+        _examples("flags photo team.png"),
+        [api],
+    )
     p.add_argument("file", metavar="FILE.png")
-    p = _add(flags, "design", _flags_design, "Submit the design document (a PDF) for its flag.",
-             _examples("flags design design.pdf"), [api])
+    p = _add(
+        flags,
+        "design",
+        _flags_design,
+        "Submit the design document (a PDF) for its flag.",
+        _examples("flags design design.pdf"),
+        [api],
+    )
     p.add_argument("file", metavar="FILE.pdf")
-    p = _add(flags, "steal", _flags_steal, "Submit a digest for another team's steal-design "
-             "flag (attack phase).", _examples("flags steal mitre 0a1b2c3d..."), [api])
+    p = _add(
+        flags,
+        "steal",
+        _flags_steal,
+        "Submit a digest for another team's steal-design flag (attack phase).",
+        _examples("flags steal mitre 0a1b2c3d..."),
+        [api],
+    )
     p.add_argument("team", metavar="TEAM", help="the team whose design you attacked")
     p.add_argument("digest", metavar="DIGEST", help="the digest the HSM printed")
 
     for name, handler, summary in (
-        ("run", _run, "the action: queue a flow, follow it, fetch artifacts, write reports "
-                      "(see `run --help`)"),
+        (
+            "run",
+            _run,
+            "the action: queue a flow, follow it, fetch artifacts, write reports "
+            "(see `run --help`)",
+        ),
         ("demo", _demo, "the whole action offline, against an embedded simulator"),
     ):
         stub = commands.add_parser(name, help=summary, add_help=False)
         stub.set_defaults(handler=handler, takes_rest=True)
 
-    p = _add(commands, "simulate", _simulate, "Serve the local testing server until "
-             "interrupted;\nits base URL is the first line of output.",
-             _examples("simulate", "simulate --port 0 --token team-token",
-                       "simulate --scenario faults.yaml")
-             + f"\nthen, elsewhere: ECTF_API_URL=http://127.0.0.1:8000 {PROG} flows list\n",
-             brief="serve the local testing server (see `simulate --help`)")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on "
-                   "(default: 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8000,
-                   help="port; 0 picks a free one (default: 8000)")
+    p = _add(
+        commands,
+        "simulate",
+        _simulate,
+        "Serve the local testing server until "
+        "interrupted;\nits base URL is the first line of output.",
+        _examples(
+            "simulate", "simulate --port 0 --token team-token", "simulate --scenario faults.yaml"
+        )
+        + f"\nthen, elsewhere: ECTF_API_URL=http://127.0.0.1:8000 {PROG} flows list\n",
+        brief="serve the local testing server (see `simulate --help`)",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    p.add_argument(
+        "--port", type=int, default=8000, help="port; 0 picks a free one (default: 8000)"
+    )
     p.add_argument("--token", help="the default team's token (default: the scenario's)")
     p.add_argument("--scenario", metavar="FILE", help="YAML scenario: teams, jobs, faults")
     return top
 
 
 def _add_group(commands: Any, name: str, summary: str, epilog: str) -> Any:
-    group = commands.add_parser(name, help=summary, description=summary, epilog=epilog,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    group = commands.add_parser(
+        name,
+        help=summary,
+        description=summary,
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     return group.add_subparsers(dest=f"{name}_command", metavar="COMMAND", required=True)
 
 
@@ -851,8 +1063,15 @@ def main(
             args.rest = extras
         elif extras:
             parser.error(f"unrecognized arguments: {' '.join(extras)}")
-        ctx = Context(args, env=env, stdout=out, stderr=err, home=home,
-                      client_factory=client_factory, clock=clock)
+        ctx = Context(
+            args,
+            env=env,
+            stdout=out,
+            stderr=err,
+            home=home,
+            client_factory=client_factory,
+            clock=clock,
+        )
         handler: Callable[[Context], int] = args.handler
         return handler(ctx)
     except ParserExit as exc:
