@@ -154,6 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     options_parser.add_argument("--docker", default=os.environ.get("DOCKER", "docker"),
                                 help="docker executable (default: $DOCKER or docker)")
     options = options_parser.parse_args(argv)
+    benchlib.exit_on_sigterm()
     builds = 1 if options.quick else max(1, options.repeats)
     starts = 2 if options.quick else 10
     command = "python benchmarks/bench_image.py" + (" --quick" if options.quick else "")
@@ -229,6 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"\ncompiling every module to bytecode adds "
                   f"{mb(sizes['compiled'] - sizes['action'])} to the image "
                   f"(the extra layer took {compile_seconds:.1f} s to build)")
+            print(f"\nload average at the end: {benchlib.machine().load}")
     finally:
         docker.remove_all()
     return 0

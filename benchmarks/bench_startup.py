@@ -8,11 +8,12 @@ All three commands are run in interleaved rounds, so a burst of load from other 
 on the machine hits them alike; medians are reported.
 
     python benchmarks/bench_startup.py            # 15 rounds
-    python benchmarks/bench_startup.py --quick    # 2 rounds, for the smoke test
+    python benchmarks/bench_startup.py --quick    # 1 round, for the smoke test
 """
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
 import subprocess
@@ -20,7 +21,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -92,6 +93,19 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         """Silent: the benchmark prints its own lines."""
+
+
+@contextlib.contextmanager
+def serving() -> Iterator[FirstRequestServer]:
+    """A FirstRequestServer answering on a thread until the block ends."""
+    with FirstRequestServer() as server:
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield server
+        finally:
+            server.shutdown()
+            thread.join()
 
 
 def time_command(argv: Sequence[str], env: dict[str, str], cwd: Path) -> float:
@@ -177,12 +191,15 @@ def third_party(entries: Sequence[ImportEntry]) -> list[ImportEntry]:
 
 def import_cost(module: str, env: dict[str, str], cwd: Path, repeats: int) -> float | None:
     """Median seconds of `python -c 'import module'` (None if it does not import)."""
-    probe = subprocess.run([sys.executable, "-c", f"import {module}"], env=env, cwd=cwd,
-                           capture_output=True, check=False, timeout=60)
-    if probe.returncode != 0:
-        return None
-    return benchlib.median([time_command([sys.executable, "-c", f"import {module}"], env, cwd)
-                            for _ in range(repeats)])
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        run = subprocess.run([sys.executable, "-c", f"import {module}"], env=env, cwd=cwd,
+                             capture_output=True, check=False, timeout=60)
+        if run.returncode != 0:
+            return None
+        times.append(time.perf_counter() - started)
+    return benchlib.median(times)
 
 
 HELP_PHASES = """
@@ -220,7 +237,7 @@ def run_argv(api_url: str) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     options = benchlib.parser(__doc__.splitlines()[0], repeats=15).parse_args(argv)
-    rounds = 2 if options.quick else max(1, options.repeats)
+    rounds = 1 if options.quick else max(1, options.repeats)
     command = "python benchmarks/bench_startup.py" + (" --quick" if options.quick else "")
     print(benchlib.header("Start-up", command))
     with tempfile.TemporaryDirectory(prefix="ectf-bench-startup-") as scratch:
@@ -235,9 +252,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         bare: list[float] = []
         times: dict[str, list[float]] = {}
         notes: dict[str, str] = {}
-        with FirstRequestServer() as server:
-            thread = threading.Thread(target=server.serve_forever, daemon=True)
-            thread.start()
+        with serving() as server:
 
             def help_once() -> tuple[float | None, str]:
                 return time_command([*ectf, "--help"], env, cwd), ""
@@ -257,7 +272,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                     seconds, notes[name] = measure()
                     if seconds is not None:
                         times.setdefault(name, []).append(seconds)
-            server.shutdown()
 
         base = benchlib.median(bare)
         rows: list[list[object]] = [["python -c pass", benchlib.spread(bare), "-", "baseline"]]
@@ -280,7 +294,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("\n### Where `--help`'s time goes (in one process, median)\n")
         print(benchlib.table(["phase", "ms"],
                              [[k, f"{v * 1000:.1f}"] for k, v in
-                              help_phases(env, cwd, 3 if options.quick else rounds).items()]))
+                              help_phases(env, cwd, 1 if options.quick else rounds).items()]))
 
         print("\n### Import profile of `ectf-action --help` (python -X importtime)\n")
         entries = import_profile([*python_argv(ectf), "--help"], env, cwd)
@@ -302,18 +316,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             print("no third-party module is imported on the --help path")
 
-        run_entries = import_profile([*python_argv(ectf), *run_argv("http://127.0.0.1:9")],
-                                     env, cwd)
+        with serving() as server:
+            run_entries = import_profile([*python_argv(ectf), *run_argv(server.url)], env, cwd)
         run_modules = {e.name for e in run_entries}
-        print(f"modules imported: --help {len(help_modules)}, run {len(run_modules)} "
+        print("\n### Import profile of `ectf-action run` (to its exit after a 401)\n")
+        top = sorted(run_entries, key=lambda e: e.cumulative_us, reverse=True)[:TOP_IMPORTS]
+        print(benchlib.table(
+            ["module", "cumulative ms", "self ms", "imported by"],
+            [[e.name, f"{e.cumulative_us / 1000:.1f}", f"{e.self_us / 1000:.1f}",
+              e.parent or "(top)"] for e in top]))
+        print(f"\nmodules imported: --help {len(help_modules)}, run {len(run_modules)} "
               f"({len(run_modules - help_modules)} more)")
 
         print("\n### Where lazy imports pay\n")
         print("Median wall time of `python -c 'import X'` less bare Python: what")
         print("`--help` would pay for each module if the CLI imported it at the top.\n")
-        cost_repeats = 2 if options.quick else max(3, rounds // 2)
+        cost_repeats = 1 if options.quick else max(3, rounds // 2)
         rows = []
-        for module in ("ectf_action.cli", *LAZY_CANDIDATES):
+        modules = ("ectf_action.cli", *LAZY_CANDIDATES)
+        for module in modules[:3] if options.quick else modules:
             cost = import_cost(module, env, cwd, cost_repeats)
             if cost is None:
                 continue
@@ -321,6 +342,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             on_run = "yes" if module in run_modules else "no"
             rows.append([module, f"{(cost - base) * 1000:.0f}", on_help, on_run])
         print(benchlib.table(["module", "ms over bare", "on --help path", "on run path"], rows))
+        print(f"\nload average at the end: {benchlib.machine().load}")
     return 0
 
 

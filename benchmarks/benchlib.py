@@ -13,6 +13,7 @@ import datetime as dt
 import os
 import platform
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -21,6 +22,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 
 REPO = Path(__file__).resolve().parents[1]
 MIB = 1024 * 1024
@@ -188,6 +190,16 @@ def clean_env(home: Path, **extra: str) -> dict[str, str]:
     env["HOME"] = str(home)
     env.update(extra)
     return env
+
+
+def exit_on_sigterm() -> None:
+    """Turn SIGTERM into SystemExit, so `with` blocks still remove scratch folders and
+    images when the script is stopped."""
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
 
 
 def fmt_mib(size: float) -> str:
