@@ -23,14 +23,16 @@ ENV PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_ROOT_USER_ACTION=ignore
 
-# .dockerignore lets only pyproject.toml, README.md and src/ into the context: one small
-# layer of sources, then one layer with the package and its runtime dependencies.
+# .dockerignore lets only pyproject.toml, README.md, requirements.lock and src/ into the
+# context: one small layer of sources, then one layer with the package and its runtime
+# dependencies at the versions requirements.lock pins.
 # The runner builds this image in every job that uses the action, so build time counts
 # as much as size: a stage that builds a wheel first saved only the sources' few hundred
 # kilobytes and made the build seconds slower, and compiling bytecode at install time
 # costs more in each build than it saves in the one or two starts that follow.
 COPY . /tmp/ectf-action/
-RUN pip install --no-cache-dir --no-compile /tmp/ectf-action \
+RUN pip install --no-cache-dir --no-compile \
+      --constraint /tmp/ectf-action/requirements.lock /tmp/ectf-action \
  && rm -rf /tmp/ectf-action
 
 # The runner runs the image as root with the workspace mounted at /github/workspace; the

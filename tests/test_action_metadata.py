@@ -208,7 +208,22 @@ def test_build_context_is_deny_by_default() -> None:
         if line.strip() and not line.startswith("#")
     ]
     assert lines[0] == "*"
-    assert {"!pyproject.toml", "!README.md", "!src/"} <= set(lines)
+    assert {"!pyproject.toml", "!README.md", "!requirements.lock", "!src/"} <= set(lines)
+
+
+def test_image_installs_the_pinned_runtime_dependencies() -> None:
+    """Every rebuild of the image (one per job) must install the same code."""
+    assert "--constraint /tmp/ectf-action/requirements.lock" in DOCKERFILE.read_text("utf-8")
+    pins = {}
+    for line in (ROOT / "requirements.lock").read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            assert version, f"requirements.lock: {line!r} is not pinned with =="
+            pins[name.lower().replace("_", "-")] = version
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    for requirement in project["dependencies"]:
+        name = re.split(r"[<>=!~ \[;]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+        assert name in pins, f"requirements.lock does not pin {name}"
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda path: path.name)
