@@ -204,6 +204,13 @@ def test_blank_masks_are_ignored() -> None:
     assert out.getvalue() == "a b\n"
 
 
+def test_a_value_is_masked_once() -> None:
+    commands, out = make()
+    commands.add_mask("s3cret-value")
+    commands.add_mask("s3cret-value")
+    assert out.getvalue() == "::add-mask::s3cret-value\n"
+
+
 # -- file commands ----------------------------------------------------------------------
 
 

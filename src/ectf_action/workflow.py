@@ -102,12 +102,14 @@ class WorkflowCommands:
         """Ask the runner to mask *value*, and redact it ourselves from now on.
 
         Call it before anything else is printed. Blank values are ignored (masking
-        whitespace would garble every line). Each line of a multi-line secret is also
-        registered, as the runner masks line by line.
+        whitespace would garble every line), and so are values already masked. Each
+        line of a multi-line secret is also registered, as the runner masks line by line.
         """
         if not value or not value.strip():
             return
         with self._lock:
+            if value in self._masks:
+                return  # the runner already masks it
             candidates = [value, *(line for line in _lines(value) if line.strip())]
             for candidate in candidates:
                 if candidate not in self._masks:
