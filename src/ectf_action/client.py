@@ -39,6 +39,7 @@ from .models import Flow, parse_flow_id
 
 DEFAULT_TIMEOUT = (10.0, 60.0)
 DOWNLOAD_CHUNK = 1024 * 1024
+DOWNLOAD_RETRIES = 2
 RETRY_STATUSES = (429, 500, 502, 503, 504)
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _UNKNOWN_OUTCOME_STATUSES = frozenset({500, 502, 503, 504})
@@ -82,6 +83,15 @@ def make_session(retry: Retry, pool_size: int = 8) -> requests.Session:
     return session
 
 
+class _BodyBrokeOff(Exception):
+    """A reply's body ended before its announced length (or could not be decoded)."""
+
+
+class _BrokenDownload(DownloadError):
+    """A download that ended early: worth another try, unlike a complete file that is not
+    a zip."""
+
+
 @dataclass(frozen=True)
 class Download:
     path: Path
@@ -116,6 +126,7 @@ class EctfClient:
             session.mount("https://", adapter)
         self._session = session
         self._queue_attempts = max(1, queue_attempts)
+        self._body_retries = max(0, retries)
         self._sleep = sleep
         self._backoff_factor = backoff_factor
 
@@ -284,7 +295,28 @@ class EctfClient:
         return f"{self.api_url}/api/{path.strip('/')}/"
 
     def _send(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        """One request (with the session's retries); transport trouble becomes TransportError."""
+        """One request (with the session's retries); transport trouble becomes TransportError.
+
+        urllib3 retries only until the headers arrive. A body that breaks off after them
+        (a proxy cutting the connection) is retried here, for requests that are safe to
+        repeat and whose body is read at once; a streamed download is retried by its caller.
+        """
+        repeatable = method in IDEMPOTENT_METHODS and not kwargs.get("stream")
+        attempts = 1 + (self._body_retries if repeatable else 0)
+        for attempt in range(attempts):
+            if attempt:
+                self._sleep(self._backoff_delay(attempt))
+            try:
+                return self._send_once(method, path, **kwargs)
+            except _BodyBrokeOff as broken:
+                if attempt == attempts - 1:
+                    raise TransportError(
+                        f"{method} {self.url(path)} failed: the reply broke off "
+                        f"({broken}). The server or a proxy dropped the connection; retry later."
+                    ) from None
+        raise AssertionError("unreachable")
+
+    def _send_once(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         headers = {
             "Authorization": f"Bearer {self._token}",
             "User-Agent": f"ectf-action/{__version__}",
@@ -295,6 +327,11 @@ class EctfClient:
             return self._session.request(
                 method, url, headers=headers, timeout=self.timeout, **kwargs
             )
+        except (
+            requests.exceptions.ChunkedEncodingError,
+            requests.exceptions.ContentDecodingError,
+        ) as exc:
+            raise _BodyBrokeOff(_reason(exc)) from None
         except requests.exceptions.Timeout as exc:
             raise TransportError(
                 f"{method} {url} timed out ({_reason(exc)}). The testing server is slow or "
@@ -363,7 +400,29 @@ class EctfClient:
         require_zip: bool,
     ) -> Download:
         """Stream to `<dest>.part`, check it is whole, then rename: a partial file never
-        takes the place of a complete one."""
+        takes the place of a complete one. A download that breaks off is tried again (at
+        most `DOWNLOAD_RETRIES` times): on a congested server many do."""
+        attempts = 1 + min(self._body_retries, DOWNLOAD_RETRIES)
+        for attempt in range(attempts):
+            if attempt:
+                self._sleep(self._backoff_delay(attempt))
+                if cancel is not None and cancel.is_set():
+                    raise Cancelled("download stopped: cancel requested")
+            try:
+                return self._download_once(path, dest, cancel=cancel, require_zip=require_zip)
+            except _BrokenDownload:
+                if attempt == attempts - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _download_once(
+        self,
+        path: str,
+        dest: Path,
+        *,
+        cancel: threading.Event | None,
+        require_zip: bool,
+    ) -> Download:
         response = self._send("GET", path, stream=True)
         with contextlib.closing(response):
             if response.status_code >= 400:
@@ -399,7 +458,7 @@ def _stream(response: requests.Response, handle: BinaryIO, cancel: threading.Eve
             size += len(chunk)
     except requests.exceptions.RequestException as exc:
         received = _bytes_received(response, size)
-        raise DownloadError(
+        raise _BrokenDownload(
             f"download of {response.url} broke off after {received} bytes ({_reason(exc)})"
         ) from None
     return size
@@ -417,7 +476,7 @@ def _check_complete(
     part: Path, size: int, expected: int | None, require_zip: bool, url: str
 ) -> None:
     if expected is not None and size != expected:
-        raise DownloadError(f"download of {url} is incomplete: {size} of {expected} bytes")
+        raise _BrokenDownload(f"download of {url} is incomplete: {size} of {expected} bytes")
     if require_zip:
         try:
             with zipfile.ZipFile(part) as archive:
