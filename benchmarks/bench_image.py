@@ -167,12 +167,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     build_args = {"PYTHON_IMAGE": options.base}
     try:
         with tempfile.TemporaryDirectory(prefix="ectf-bench-image-") as scratch:
-            empty = Path(scratch)
+            context = Path(scratch)
+            lock = benchlib.REPO / "requirements.lock"
+            (context / "constraints.txt").write_text(lock.read_text() if lock.is_file() else "")
             times: dict[str, list[float]] = {"action": [], "minimal": []}
             own_build: list[float] = []
             tags: dict[str, str] = {}
             for _ in range(builds):
-                minimal = docker.build("minimal", empty, MINIMAL_DOCKERFILE, build_args)
+                minimal = docker.build("minimal", context, MINIMAL_DOCKERFILE, build_args)
                 action = docker.build("action", benchlib.REPO, benchlib.REPO / "Dockerfile",
                                       build_args)
                 tags["minimal"], tags["action"] = minimal.tag, action.tag
@@ -181,9 +183,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 span = action.span(OWN_BUILD_START, OWN_BUILD_END)
                 if span is not None:
                     own_build.append(span)
-            compiled_file = empty / "compiled.Dockerfile"
+            compiled_file = context / "compiled.Dockerfile"
             compiled_file.write_text(COMPILED_DOCKERFILE)
-            compiled = docker.build("compiled", empty, compiled_file, {"IMAGE": tags["action"]})
+            compiled = docker.build("compiled", context, compiled_file, {"IMAGE": tags["action"]})
             tags["compiled"], compile_seconds = compiled.tag, compiled.seconds
 
             base_size = docker.size(options.base)
