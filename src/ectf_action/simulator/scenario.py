@@ -165,6 +165,8 @@ class Scenario:
     time_scale: float = 1.0
     upload_limit: int = 10 * 1024 * 1024
     ranges: bool = False
+    # Each download's connection is held to this many MB (10**6 bytes) a second; 0: unlimited.
+    download_bandwidth_mbps: float = 0.0
     default_team: str = ""
 
     def __post_init__(self) -> None:
@@ -441,9 +443,11 @@ def _parse_scenario(data: Mapping[str, Any], base: Scenario | None) -> Scenario:
         "upload_limit",
     )
     ranges = base.ranges if base else False
+    bandwidth_mbps = base.download_bandwidth_mbps if base else 0.0
     if top.has("downloads"):
-        downloads = _Section(top.raw("downloads"), "downloads", ("ranges",))
+        downloads = _Section(top.raw("downloads"), "downloads", ("ranges", "bandwidth_mbps"))
         ranges = downloads.boolean("ranges", ranges)
+        bandwidth_mbps = downloads.number("bandwidth_mbps", bandwidth_mbps)
 
     if top.has("teams") or base is None:
         teams = _parse_teams(top.items("teams"))
@@ -495,6 +499,7 @@ def _parse_scenario(data: Mapping[str, Any], base: Scenario | None) -> Scenario:
         time_scale=time_scale,
         upload_limit=upload_limit,
         ranges=ranges,
+        download_bandwidth_mbps=bandwidth_mbps,
         default_team=default_team,
     )
 

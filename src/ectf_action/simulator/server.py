@@ -12,8 +12,9 @@ Requests are answered the way the real FastAPI app answers them, in its order:
 6. validation of path, query and body together: one 422 listing every problem;
 7. the endpoint itself (the engine): 400, 403, 404, 409, or success.
 
-Downloads stream from disk in chunks; a truncation fault sends the full
-Content-Length and then only part of the bytes before closing the connection.
+Downloads stream from disk in chunks, paced to `downloads.bandwidth_mbps` per
+connection when the scenario sets it; a truncation fault sends the full Content-Length
+and then only part of the bytes before closing the connection.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ from .multipart import MultipartError, boundary_of, parse_multipart
 from .scenario import FLOW_TYPES, Scenario, ScenarioError, default_scenario, load_scenario
 
 SEND_CHUNK: Final = 64 * 1024
+PACED_MIN_CHUNK: Final = 4 * 1024
+PACED_CHUNK_SECONDS: Final = 0.02  # a paced chunk holds at most this much of the budget
 KEEP_ALIVE_SECONDS: Final = 5.0  # uvicorn's default: an idle connection is then closed
 READ_SECONDS: Final = 60.0  # a request whose body stalls this long is abandoned
 MAX_RECORDS: Final = 100_000
@@ -104,6 +107,40 @@ def json_reply(status: int, payload: Any, headers: Mapping[str, str] | None = No
 
 def detail_reply(status: int, detail: Any, headers: Mapping[str, str] | None = None) -> Reply:
     return json_reply(status, {"detail": detail}, headers)
+
+
+class Pacer:
+    """Holds one download to *bytes_per_second*, as a link would hold one TCP connection.
+
+    Each chunk leaves when the chunks before it would have taken that long at the rate
+    (the first at once). Time lost to a slow reader or a busy machine is not made up
+    with a burst afterwards: the schedule restarts from now, so no stretch of the
+    download goes faster than the rate. Zero means unlimited.
+    """
+
+    def __init__(
+        self, bytes_per_second: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.bytes_per_second = bytes_per_second
+        self._clock = clock
+        self._due: float | None = None
+
+    @property
+    def chunk_size(self) -> int:
+        """64 KiB, or smaller at a low rate so that the pacing stays smooth."""
+        if self.bytes_per_second <= 0:
+            return SEND_CHUNK
+        share = int(self.bytes_per_second * PACED_CHUNK_SECONDS)
+        return max(PACED_MIN_CHUNK, min(SEND_CHUNK, share))
+
+    def delay(self, size: int) -> float:
+        """Seconds to wait before sending the next *size* bytes, which are then counted."""
+        if self.bytes_per_second <= 0:
+            return 0.0
+        now = self._clock()
+        due = now if self._due is None or self._due < now else self._due
+        self._due = due + size / self.bytes_per_second
+        return due - now
 
 
 # --- routing ---------------------------------------------------------------------
@@ -753,15 +790,17 @@ class _Handler(BaseHTTPRequestHandler):
             return
         start = reply.file_range[0] if reply.file_range else 0
         stopping = self.server.simulator.engine.stopping
+        pacer = Pacer(self.server.simulator.scenario.download_bandwidth_mbps * 1_000_000)
         with reply.file.open("rb") as source:
             source.seek(start)
             remaining = limit
             while remaining > 0:
-                if stopping.is_set():
-                    self.close_connection = True
-                    return
-                chunk = source.read(min(SEND_CHUNK, remaining))
+                chunk = source.read(min(pacer.chunk_size, remaining))
                 if not chunk:
+                    return
+                wait = pacer.delay(len(chunk))
+                if stopping.is_set() or (wait > 0 and stopping.wait(wait)):
+                    self.close_connection = True
                     return
                 remaining -= len(chunk)
                 yield chunk
