@@ -382,3 +382,15 @@ def test_clean_terminal_text_and_tail_text() -> None:
     assert tail_text("1\n2\n3", 5, 3) == "2\n3"
     assert tail_text("abcdef", 5, 3) == "def"
     assert tail_text("abc", 0, 3) == ""
+
+
+def test_log_tail_of_many_text_files_shows_the_last_ones_labelled(tmp_path: Path) -> None:
+    job = tmp_path / "job"
+    job.mkdir()
+    for i in range(300):
+        (job / f"case{i:03d}.txt").write_text(f"result of case {i}\n" * 50, encoding="utf-8")
+    (job / "zz.bin").write_bytes(b"\x00binary")
+    tail = read_log_tail(job, max_lines=5, max_bytes=4096)
+    assert tail.splitlines()[-1] == "result of case 299"
+    assert "==> case299.txt <==" in tail or len(tail.splitlines()) == 5
+    assert "case 000" not in tail and "binary" not in tail

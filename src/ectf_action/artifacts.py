@@ -14,12 +14,14 @@ devices, repeat, lie about sizes or decompress to far more than they declare. Th
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import re
 import stat
 import struct
 import zipfile
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -435,6 +437,17 @@ def _read_end(path: Path, max_bytes: int) -> str:
     return data.decode("utf-8", "replace")
 
 
+def _text_files_from_end(files: list[tuple[str, Path]]) -> Iterator[tuple[str, Path]]:
+    """The files that look like text (no NUL byte in their first bytes), last first."""
+    for relative, path in reversed(files):
+        try:
+            head = _read_head(path, BINARY_SNIFF_BYTES)
+        except OSError:
+            continue
+        if head and b"\x00" not in head:
+            yield relative, path
+
+
 def read_log_tail(job_dir: Path, *, max_lines: int = 40, max_bytes: int = 8192) -> str:
     """The tail of a job's log: its `*.log` files (sorted, concatenated), else its other
     text files. Only the end of each file is read. When several files are shown, each
@@ -442,20 +455,19 @@ def read_log_tail(job_dir: Path, *, max_lines: int = 40, max_bytes: int = 8192) 
     if max_lines <= 0 or max_bytes <= 0 or not job_dir.is_dir():
         return ""
     files = _regular_files(job_dir)
-    chosen = [entry for entry in files if entry[0].lower().endswith(".log")]
-    if not chosen:
-        chosen = []
-        for relative, path in files:
-            try:
-                head = _read_head(path, BINARY_SNIFF_BYTES)
-            except OSError:
-                continue
-            if head and b"\x00" not in head:
-                chosen.append((relative, path))
-    labelled = len(chosen) > 1
+    logs = [entry for entry in files if entry[0].lower().endswith(".log")]
+    chosen: Iterator[tuple[str, Path]]
+    if logs:
+        chosen, labelled = reversed(logs), len(logs) > 1
+    else:
+        # Sniffing every file of a job that left thousands would cost more than the rest
+        # of the report: look from the end, and only as far as the tail needs.
+        text_files = _text_files_from_end(files)
+        last_two = list(itertools.islice(text_files, 2))
+        chosen, labelled = itertools.chain(last_two, text_files), len(last_two) > 1
     pieces: list[str] = []
     used = 0
-    for relative, path in reversed(chosen):
+    for relative, path in chosen:
         if used >= max_bytes:
             break
         try:
