@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import threading
+import time
 import zipfile
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -17,7 +18,7 @@ import responses
 from responses import matchers
 
 from ectf_action import errors
-from ectf_action.client import EctfClient, make_retry
+from ectf_action.client import BoundedRetry, EctfClient, make_retry
 from ectf_action.models import JobStatus
 
 API = "https://api.example.test"
@@ -475,12 +476,14 @@ class _Counting(BaseHTTPRequestHandler):
     """Fails with 503 + Retry-After, then answers; counts what it saw."""
 
     seen: ClassVar[list[str]] = []
+    times: ClassVar[list[float]] = []
 
     def do_GET(self) -> None:
         type(self).seen.append(self.path)
+        type(self).times.append(time.monotonic())
         if len(type(self).seen) == 1:
             self.send_response(503)
-            self.send_header("Retry-After", "0")
+            self.send_header("Retry-After", "1")
             self.send_header("Content-Length", "0")
             self.end_headers()
             return
@@ -520,11 +523,23 @@ def test_truncated_download_is_detected_over_real_http(serve, tmp_path: Path) ->
 
 
 def test_retry_over_real_http_honours_retry_after(serve) -> None:  # type: ignore[no-untyped-def]
-    _Counting.seen = []
+    _Counting.seen, _Counting.times = [], []
     url = serve(_Counting)
     with EctfClient(url, TOKEN, retries=2, backoff_factor=0) as c:
         assert c.get_flow("test", FLOW_ID).id == FLOW_ID
     assert len(_Counting.seen) == 2
+    assert _Counting.times[1] - _Counting.times[0] >= 0.9  # waited the 1 s Retry-After
+
+
+def test_a_hostile_retry_after_is_capped() -> None:
+    class Reply:
+        headers: ClassVar[dict[str, str]] = {"Retry-After": "86400"}
+
+        def getheader(self, name: str) -> str | None:
+            return self.headers.get(name)
+
+    retry = make_retry(3, backoff_factor=1.0)
+    assert retry.get_retry_after(Reply()) == BoundedRetry.MAX_RETRY_AFTER == 60.0
 
 
 def test_unreachable_server_is_a_transport_error_without_the_token() -> None:
