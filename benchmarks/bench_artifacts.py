@@ -140,34 +140,48 @@ class JobPlan:
 def mixed_jobs(size: int, small_file: int) -> list[JobPlan]:
     """Eight jobs of *size* bytes each: incompressible, compressible text, zeros, and one
     of many small files."""
-    jobs = [JobPlan(f"firmware-{n}", ({"name": "build/hsm.bin", "kind": "random",
-                                       "size": size},)) for n in (1, 2, 3)]
-    jobs += [JobPlan(f"trace-{n}", ({"name": "trace.txt", "kind": "text", "size": size},))
-             for n in (1, 2, 3)]
+    jobs = [
+        JobPlan(f"firmware-{n}", ({"name": "build/hsm.bin", "kind": "random", "size": size},))
+        for n in (1, 2, 3)
+    ]
+    jobs += [
+        JobPlan(f"trace-{n}", ({"name": "trace.txt", "kind": "text", "size": size},))
+        for n in (1, 2, 3)
+    ]
     jobs.append(JobPlan("flash-image", ({"name": "flash.img", "kind": "zeros", "size": size},)))
     count = max(1, size // small_file)
-    jobs.append(JobPlan("test-cases", ({"name": "cases/case-{i}.txt", "kind": "text",
-                                        "size": small_file, "count": count},)))
+    jobs.append(
+        JobPlan(
+            "test-cases",
+            ({"name": "cases/case-{i}.txt", "kind": "text", "size": small_file, "count": count},),
+        )
+    )
     return jobs
 
 
 def single_job(size: int) -> list[JobPlan]:
     """One job of *size* bytes: half incompressible, half compressible text."""
     half = size // 2
-    return [JobPlan("big-output", ({"name": "build/image.bin", "kind": "random", "size": half},
-                                   {"name": "build/trace.txt", "kind": "text",
-                                    "size": size - half}))]
+    return [
+        JobPlan(
+            "big-output",
+            (
+                {"name": "build/image.bin", "kind": "random", "size": half},
+                {"name": "build/trace.txt", "kind": "text", "size": size - half},
+            ),
+        )
+    ]
 
 
 def scenario_for(jobs: Sequence[JobPlan]) -> Scenario:
     """A test flow whose jobs finish at once, then one that waits for the organizers."""
     specs: list[dict[str, Any]] = [
-        {"name": job.name, "duration": 0, "artifacts": [dict(f) for f in job.files]}
-        for job in jobs
+        {"name": job.name, "duration": 0, "artifacts": [dict(f) for f in job.files]} for job in jobs
     ]
     specs.append({"name": GATE_JOB, "needs": [job.name for job in jobs], "input": "organizer"})
-    return Scenario.from_dict({"time_scale": 1.0, "flows": {"test": {"queue_delay": 0,
-                                                                     "jobs": specs}}})
+    return Scenario.from_dict(
+        {"time_scale": 1.0, "flows": {"test": {"queue_delay": 0, "jobs": specs}}}
+    )
 
 
 @dataclass
@@ -181,8 +195,9 @@ class Flow:
 def start_flow(simulator: Simulator) -> Flow:
     """Queue the flow and wait until every zip is built, so no timing includes that."""
     engine = simulator.engine
-    flow_id = engine.queue_flow(simulator.scenario.default, "test",
-                                {"git_url": GIT_URL, "commit_hash": COMMIT})
+    flow_id = engine.queue_flow(
+        simulator.scenario.default, "test", {"git_url": GIT_URL, "commit_hash": COMMIT}
+    )
     snapshot = engine.wait_for_job(flow_id, GATE_JOB, "pending", timeout=60)
     zip_bytes = 0
     for job in snapshot.jobs:
@@ -213,10 +228,26 @@ def tree_size(root: Path) -> tuple[int, int]:
 
 def run_ours(flow: Flow, workspace: Path, env: dict[str, str], max_mb: int) -> Measured:
     dest = workspace / "ours"
-    argv = [*benchlib.ectf_command(), "run", "--flow", "test", "--commit", COMMIT,
-            "--git-url", GIT_URL, "--token", TOKEN, "--api-url", flow.simulator.url,
-            "--artifacts-path", "ours", "--max-artifact-mb", str(max_mb),
-            "--on-pending", "exit"]
+    argv = [
+        *benchlib.ectf_command(),
+        "run",
+        "--flow",
+        "test",
+        "--commit",
+        COMMIT,
+        "--git-url",
+        GIT_URL,
+        "--token",
+        TOKEN,
+        "--api-url",
+        flow.simulator.url,
+        "--artifacts-path",
+        "ours",
+        "--max-artifact-mb",
+        str(max_mb),
+        "--on-pending",
+        "exit",
+    ]
     run = benchlib.run_child(argv, env=env, cwd=workspace).check("ectf-action run")
     if "pending" not in run.stdout + run.stderr:
         raise RuntimeError(f"ectf-action run did not stop on the pending job:\n{run.stdout}")
@@ -229,8 +260,15 @@ def run_ours(flow: Flow, workspace: Path, env: dict[str, str], max_mb: int) -> M
 def run_organizers(flow: Flow, workspace: Path, env: dict[str, str]) -> Measured:
     dest = workspace / "organizers"
     dest.mkdir()
-    argv = [sys.executable, "-c", ORGANIZERS_WAY, flow.simulator.url, TOKEN, flow.flow_id,
-            str(dest)]
+    argv = [
+        sys.executable,
+        "-c",
+        ORGANIZERS_WAY,
+        flow.simulator.url,
+        TOKEN,
+        flow.flow_id,
+        str(dest),
+    ]
     run = benchlib.run_child(argv, env=env, cwd=workspace).check("the organizers' way")
     measured = Measured(run.seconds, run.peak_rss)
     verify(dest, flow, "the organizers' way")
@@ -244,8 +282,10 @@ def verify(dest: Path, flow: Flow, who: str) -> None:
     expected = flow.extracted or got
     flow.extracted = expected
     if got != expected:
-        raise RuntimeError(f"{who} extracted {got[0]} files / {got[1]} bytes, the other side "
-                           f"{expected[0]} / {expected[1]}")
+        raise RuntimeError(
+            f"{who} extracted {got[0]} files / {got[1]} bytes, the other side "
+            f"{expected[0]} / {expected[1]}"
+        )
 
 
 @dataclass(frozen=True)
@@ -259,8 +299,9 @@ class Comparison:
 
     @property
     def speedup(self) -> float:
-        return (benchlib.median([m.seconds for m in self.organizers])
-                / benchlib.median([m.seconds for m in self.ours]))
+        return benchlib.median([m.seconds for m in self.organizers]) / benchlib.median(
+            [m.seconds for m in self.ours]
+        )
 
 
 def compare(label: str, jobs: Sequence[JobPlan], scratch: Path, repeats: int) -> Comparison:
@@ -282,8 +323,10 @@ def compare(label: str, jobs: Sequence[JobPlan], scratch: Path, repeats: int) ->
             ours.append(run_ours(flow, workspace, env, max_mb))
             leftovers = list(temp.iterdir())
             if leftovers:
-                print(f"note: `ectf-action run` left {len(leftovers)} temporary files in "
-                      f"TMPDIR: {', '.join(p.name for p in leftovers[:3])}")
+                print(
+                    f"note: `ectf-action run` left {len(leftovers)} temporary files in "
+                    f"TMPDIR: {', '.join(p.name for p in leftovers[:3])}"
+                )
                 for path in leftovers:
                     shutil.rmtree(path) if path.is_dir() else path.unlink()
         files = flow.extracted[0] if flow.extracted else 0
@@ -301,13 +344,13 @@ def breakdown(label: str, jobs: Sequence[JobPlan], scratch: Path) -> str:
     env = benchlib.clean_env(scratch, TMPDIR=str(work))
     with Simulator(scenario_for(jobs), token=TOKEN, workdir=scratch / "simulator") as sim:
         flow = start_flow(sim)
-        run = benchlib.run_child([sys.executable, "-c", BREAKDOWN, sim.url, TOKEN,
-                                  flow.flow_id, str(work)], env=env).check("the breakdown")
+        run = benchlib.run_child(
+            [sys.executable, "-c", BREAKDOWN, sim.url, TOKEN, flow.flow_id, str(work)], env=env
+        ).check("the breakdown")
     shutil.rmtree(scratch / "simulator", ignore_errors=True)
     steps: list[dict[str, Any]] = json.loads(run.stdout)
     names = [k for k in steps[0] if k != "job"] if steps else []
-    rows: list[list[object]] = [[step["job"], *(f"{step[n]:.2f}" for n in names)]
-                                for step in steps]
+    rows: list[list[object]] = [[step["job"], *(f"{step[n]:.2f}" for n in names)] for step in steps]
     rows.append(["all jobs", *(f"{sum(step[n] for step in steps):.2f}" for n in names)])
     theirs = sum(step[n] for step in steps for n in THEIR_STEPS)
     ours_each = {step["job"]: sum(step[n] for n in OUR_STEPS) for step in steps}
@@ -335,25 +378,47 @@ def rows_for(results: Sequence[Comparison]) -> Iterator[list[object]]:
     for r in results:
         ours_s = benchlib.median([m.seconds for m in r.ours])
         theirs_s = benchlib.median([m.seconds for m in r.organizers])
-        yield [r.label, f"{r.files}", benchlib.fmt_mib(r.extracted), benchlib.fmt_mib(r.zip_bytes),
-               f"{theirs_s:.2f}", f"{ours_s:.2f}", f"{r.speedup:.2f}x",
-               benchlib.fmt_mib(max(m.peak_rss for m in r.organizers)),
-               benchlib.fmt_mib(max(m.peak_rss for m in r.ours))]
+        yield [
+            r.label,
+            f"{r.files}",
+            benchlib.fmt_mib(r.extracted),
+            benchlib.fmt_mib(r.zip_bytes),
+            f"{theirs_s:.2f}",
+            f"{ours_s:.2f}",
+            f"{r.speedup:.2f}x",
+            benchlib.fmt_mib(max(m.peak_rss for m in r.organizers)),
+            benchlib.fmt_mib(max(m.peak_rss for m in r.ours)),
+        ]
 
 
-HEADERS = ["case", "files", "extracted", "zips", "organizers' way s", "ectf-action run s",
-           "speed-up", "organizers' peak RSS", "run's peak RSS"]
+HEADERS = [
+    "case",
+    "files",
+    "extracted",
+    "zips",
+    "organizers' way s",
+    "ectf-action run s",
+    "speed-up",
+    "organizers' peak RSS",
+    "run's peak RSS",
+]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     options_parser = benchlib.parser(__doc__.splitlines()[0], repeats=3)
-    options_parser.add_argument("--large", action="store_true",
-                                help="also one job of 1 GiB (slow: the simulator builds the "
-                                     "zip first)")
-    options_parser.add_argument("--scratch", type=Path, default=None,
-                                help="folder for the zips and extracted files (default: the "
-                                     "system's temporary folder); /dev/shm takes the disk "
-                                     "out of the measurement")
+    options_parser.add_argument(
+        "--large",
+        action="store_true",
+        help="also one job of 1 GiB (slow: the simulator builds the zip first)",
+    )
+    options_parser.add_argument(
+        "--scratch",
+        type=Path,
+        default=None,
+        help="folder for the zips and extracted files (default: the "
+        "system's temporary folder); /dev/shm takes the disk "
+        "out of the measurement",
+    )
     options = options_parser.parse_args(argv)
     benchlib.exit_on_sigterm()
     repeats = 1 if options.quick else max(1, options.repeats)
@@ -363,39 +428,54 @@ def main(argv: Sequence[str] | None = None) -> int:
         job_size, small_file, sizes = 50 * MIB, 10 * 1024, [50 * MIB, 200 * MIB]
         if options.large:
             sizes.append(1024 * MIB)
-    command = "python benchmarks/bench_artifacts.py" + (
-        " --quick" if options.quick else " --large" if options.large else "") + (
-        f" --scratch {options.scratch}" if options.scratch else "")
+    command = (
+        "python benchmarks/bench_artifacts.py"
+        + (" --quick" if options.quick else " --large" if options.large else "")
+        + (f" --scratch {options.scratch}" if options.scratch else "")
+    )
     print(benchlib.header("Artifacts", command))
     print(f"median of {repeats} alternating runs per side; peak RSS is the worst run's\n")
     with tempfile.TemporaryDirectory(prefix="ectf-bench-artifacts-", dir=options.scratch) as root:
         results = []
         label = f"8 jobs x {benchlib.fmt_mib(job_size)}"
-        results.append(compare(label, mixed_jobs(job_size, small_file), Path(root) / "mixed",
-                               repeats))
+        results.append(
+            compare(label, mixed_jobs(job_size, small_file), Path(root) / "mixed", repeats)
+        )
         print(benchlib.table(HEADERS, list(rows_for(results))))
         print()
         print(breakdown(label, mixed_jobs(job_size, small_file), Path(root) / "breakdown"))
         series = []
         for size in sizes:
-            series.append(compare(f"1 job x {benchlib.fmt_mib(size)}", single_job(size),
-                                  Path(root) / f"single-{size}", repeats))
+            series.append(
+                compare(
+                    f"1 job x {benchlib.fmt_mib(size)}",
+                    single_job(size),
+                    Path(root) / f"single-{size}",
+                    repeats,
+                )
+            )
         print()
         print(benchlib.table(HEADERS, list(rows_for(series))))
     print(f"\nscratch folder {root} removed: {not Path(root).exists()}")
     print(f"load average at the end: {benchlib.machine().load}")
 
     mixed = results[0]
-    print(f"\ntarget at least {TARGET_RATIO:g}x faster on 8 jobs: "
-          f"{'met' if mixed.speedup >= TARGET_RATIO else 'NOT met'} ({mixed.speedup:.2f}x)")
+    print(
+        f"\ntarget at least {TARGET_RATIO:g}x faster on 8 jobs: "
+        f"{'met' if mixed.speedup >= TARGET_RATIO else 'NOT met'} ({mixed.speedup:.2f}x)"
+    )
     peaks = [max(m.peak_rss for m in r.ours) for r in [*results, *series]]
-    print(f"target run's peak RSS under {benchlib.fmt_mib(TARGET_RSS)} at every size: "
-          f"{'met' if max(peaks) < TARGET_RSS else 'NOT met'} "
-          f"(highest {benchlib.fmt_mib(max(peaks))})")
+    print(
+        f"target run's peak RSS under {benchlib.fmt_mib(TARGET_RSS)} at every size: "
+        f"{'met' if max(peaks) < TARGET_RSS else 'NOT met'} "
+        f"(highest {benchlib.fmt_mib(max(peaks))})"
+    )
     growth = peaks[-1] - peaks[1] if len(peaks) > 2 else 0
-    print(f"run's peak RSS from the smallest to the largest single job: "
-          f"{benchlib.fmt_mib(peaks[1])} -> {benchlib.fmt_mib(peaks[-1])} "
-          f"({growth / MIB:+.1f} MiB)")
+    print(
+        f"run's peak RSS from the smallest to the largest single job: "
+        f"{benchlib.fmt_mib(peaks[1])} -> {benchlib.fmt_mib(peaks[-1])} "
+        f"({growth / MIB:+.1f} MiB)"
+    )
     return 0
 
 

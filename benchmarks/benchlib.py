@@ -144,8 +144,10 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     """A markdown table, padded so it also reads well in a terminal."""
     cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |"
-             for row in cells]
+    lines = [
+        "| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |"
+        for row in cells
+    ]
     lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
     return "\n".join(lines)
 
@@ -154,11 +156,17 @@ def parser(description: str, *, repeats: int) -> argparse.ArgumentParser:
     """The options every script shares: --quick (seconds, for the smoke test) and
     --repeats (how many runs each median is taken over)."""
     result = argparse.ArgumentParser(description=description)
-    result.add_argument("--quick", action="store_true",
-                        help="tiny sizes and few repeats: proves the script works, "
-                             "measures nothing worth quoting")
-    result.add_argument("--repeats", type=int, default=repeats,
-                        help=f"runs per measurement; the median is reported (default {repeats})")
+    result.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny sizes and few repeats: proves the script works, measures nothing worth quoting",
+    )
+    result.add_argument(
+        "--repeats",
+        type=int,
+        default=repeats,
+        help=f"runs per measurement; the median is reported (default {repeats})",
+    )
     return result
 
 

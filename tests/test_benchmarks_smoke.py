@@ -25,7 +25,12 @@ def run_script(name: str, *args: str, tmp_path: Path) -> str:
     env["TMPDIR"] = str(tmp_path)
     result = subprocess.run(
         [sys.executable, str(BENCHMARKS / name), "--quick", *args],
-        capture_output=True, text=True, timeout=TIMEOUT, cwd=ROOT, env=env, check=False,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        cwd=ROOT,
+        env=env,
+        check=False,
     )
     assert result.returncode == 0, (
         f"{name} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
@@ -84,8 +89,9 @@ sys.exit(0)  # run, rmi
 def fake_docker(tmp_path: Path, *, info_status: int) -> Path:
     path = tmp_path / "bin" / "docker"
     path.parent.mkdir()
-    path.write_text(textwrap.dedent(FAKE_DOCKER).format(python=sys.executable,
-                                                        info_status=info_status))
+    path.write_text(
+        textwrap.dedent(FAKE_DOCKER).format(python=sys.executable, info_status=info_status)
+    )
     path.chmod(0o755)
     return path
 
