@@ -58,11 +58,28 @@ def test_polling_counts_requests_for_every_flow_length(tmp_path: Path) -> None:
 def test_artifacts_compares_both_sides_and_removes_its_scratch(tmp_path: Path) -> None:
     out = run_script("bench_artifacts.py", tmp_path=tmp_path)
     assert "| 8 jobs x 1.0 MiB " in out
+    assert "| 8 jobs x 1.0 MiB, 25 MB/s per connection " in out  # the default cap
     assert "| 1 job x 2.0 MiB " in out
+    for case in ("loopback, unlimited", "25 MB/s per connection"):
+        assert re.search(rf"target at least 3x faster on 8 jobs, {case}: (met|NOT met)", out)
+    assert re.search(r"25 MB/s per connection: the zips alone take \d+\.\d\d s one after", out)
     assert re.search(r"target run's peak RSS under 100.0 MiB at every size: (met|NOT met)", out)
     assert "removed: True" in out
     assert "temporary files in TMPDIR" not in out  # `run` cleaned up after itself
     assert list(tmp_path.iterdir()) == []
+
+
+def test_artifacts_refuses_a_bandwidth_that_is_not_a_rate(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "bench_artifacts.py"), "--bandwidth", "0"],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        cwd=ROOT,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "--bandwidth: expected megabytes a second, a number > 0, got '0'" in result.stderr
 
 
 FAKE_DOCKER = """\
