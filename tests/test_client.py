@@ -547,6 +547,8 @@ def test_unreachable_server_is_a_transport_error_without_the_token() -> None:
     with client, pytest.raises(errors.TransportError) as caught:
         client.get_flow("test", FLOW_ID)
     assert "127.0.0.1:9" in str(caught.value)
+    assert "Connection refused" in str(caught.value)  # the root cause, not urllib3's reprs
+    assert "HTTPConnection(" not in str(caught.value)
     assert TOKEN not in str(caught.value)
 
 

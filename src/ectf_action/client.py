@@ -211,8 +211,8 @@ class EctfClient:
                 if existing is not None:
                     return existing.id
                 continue
-            if response.status_code == 201:
-                return parse_flow_id(self._json(response))
+            if 200 <= response.status_code < 300:  # 201 documented; a proxy may say 200
+                return self._new_flow_id(flow, body, response)
             if response.status_code == 409:
                 if outcome_unknown:
                     ours = self._find_active(flow, body)
@@ -232,6 +232,17 @@ class EctfClient:
             raise self._error(response)
         assert last_error is not None
         raise last_error
+
+    def _new_flow_id(self, flow: str, body: Mapping[str, Any], response: requests.Response) -> str:
+        """The id in a success reply. The flow exists even when that reply cannot be read,
+        so then it is looked up rather than left running unknown, holding the slot."""
+        try:
+            return parse_flow_id(self._json(response))
+        except ProtocolError:
+            ours = self._find_active_quietly(flow, body)
+            if ours is None:
+                raise
+            return ours.id
 
     def cancel_flow(self, flow: str, flow_id: str) -> None:
         """Cancel a flow; BadRequest when it had already completed."""
@@ -554,7 +565,20 @@ def _retry_after(response: requests.Response, *, cap: float) -> float:
 
 
 def _reason(exc: BaseException) -> str:
-    """A short cause without the URL's full repr; never includes request headers."""
-    text = str(exc.__context__ or exc) if not str(exc) else str(exc)
+    """The root cause in a few words (e.g. "Failed to resolve 'host'"), not urllib3's
+    nested reprs; never includes request headers."""
+    cause: BaseException = exc
+    seen = 0
+    while seen < 8:  # requests -> MaxRetryError -> NewConnectionError -> OSError ...
+        seen += 1
+        inner = getattr(cause, "reason", None)
+        if not isinstance(inner, BaseException):
+            args = getattr(cause, "args", ())
+            inner = args[0] if args and isinstance(args[0], BaseException) else None
+        if inner is None or inner is cause:
+            break
+        cause = inner
+    text = str(cause) or str(exc.__context__ or "") or str(exc)
     text = re.sub(r"<urllib3[^>]*>", "", text)
+    text = re.sub(r"^\w+Connection(Pool)?\([^)]*\):\s*", "", text)  # "HTTPSConnection(host=..):"
     return _SPACE_RE.sub(" ", text).strip()[:200] or type(exc).__name__
