@@ -342,7 +342,7 @@ class FakeServer:
 
 
 def job_id(name: str) -> str:
-    return str(uuid.uuid5(_ID_NAMESPACE, name))
+    return str(uuid.uuid5(_ID_NAMESPACE, name.encode("utf-8", "surrogatepass").hex()))
 
 
 def flow_doc(
@@ -442,10 +442,14 @@ class ScriptedApi:
         return json_reply(200, doc)
 
     def _current(self) -> Mapping[str, Any]:
+        """The flow as listed: as last polled, or just queued when not polled yet."""
         if self._last is not None:
             return self._last
         first = next((p for p in self.polls if not isinstance(p, Reply)), None)
-        return first or flow_doc([("pull-repo", "queued")])
+        if first is None:
+            return flow_doc([("pull-repo", "queued")])
+        jobs = [{**job, "status": "queued"} for job in first.get("jobs", [])]
+        return {**first, "jobs": jobs, "completed": False}
 
     @staticmethod
     def _cancelled(doc: Mapping[str, Any]) -> dict[str, Any]:

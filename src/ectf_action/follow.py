@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from .clock import Clock
-from .errors import InvalidInput, ServerError, TransportError
+from .errors import InvalidInput, ProtocolError, ServerError, TransportError
 from .models import Flow, Job, JobStatus
 
 # (flow age in seconds up to which it applies, seconds between polls)
@@ -110,9 +110,10 @@ def follow_flow(
     """Poll until the flow finishes, `on_update` returns True, the deadline passes or
     `cancel` is set. The last wait ends at the deadline and one more poll follows it, so
     a flow that ends right then is not called timed out. Errors from the client
-    propagate, except passing trouble (unreachable, 5xx after the client's own retries)
-    that is tolerated `tolerated_errors` polls in a row: a long flow must not be lost to
-    one bad minute of the server.
+    propagate, except passing trouble (unreachable, 5xx after the client's own retries,
+    a reply that is not a flow, such as a proxy's page) that is tolerated
+    `tolerated_errors` polls in a row: a long flow must not be lost to one bad minute
+    of the server.
     """
     start = clock.now() if started is None else started
     result = FollowResult(flow=None, reason="finished")
@@ -125,7 +126,7 @@ def follow_flow(
         result.polls += 1
         try:
             current = client.get_flow(flow, flow_id)
-        except (TransportError, ServerError):
+        except (TransportError, ServerError, ProtocolError):
             errors_in_a_row += 1
             if errors_in_a_row > tolerated_errors:
                 raise

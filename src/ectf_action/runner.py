@@ -236,6 +236,16 @@ class Runner:
                 deadline=self._deadline,
                 on_update=on_update,
             )
+        except NotFound as exc:
+            if exc.method != "GET":  # an answer to a pending job, not the flow itself
+                message = f"{exc} The {settings.flow} flow {flow_id} may still be running."
+            else:
+                message = (
+                    f"The {settings.flow} flow {flow_id} disappeared from the server while it "
+                    "was followed (404 Not Found): it was deleted, or the server lost it. Run "
+                    "the workflow again, and tell the organizers if it persists."
+                )
+            return self._finish(self._result(RunStatus.ERROR, last, message))
         except EctfError as exc:
             message = f"{exc} The {settings.flow} flow {flow_id} may still be running."
             return self._finish(self._result(RunStatus.ERROR, last, message))
