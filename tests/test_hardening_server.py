@@ -15,10 +15,12 @@ import xml.etree.ElementTree as ET
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from conftest import SecretScanner
+from ectf_action.client import EctfClient
 from hardening_support import (
     FLOW_ID,
     Poll,
@@ -279,3 +281,25 @@ def test_hostile_names_and_statuses_stay_one_line_and_valid(
     ET.parse(tmp_path / "workspace/ectf-junit.xml")  # noqa: S314 (our own output)
     for line in ran.stdout.splitlines():
         assert not line.startswith(("::error::x", "::warning::y"))
+
+
+class _BrokenDownloads(EctfClient):
+    """A client whose downloads fail in a way nobody foresaw (a bug, a library quirk)."""
+
+    def download_job_output(self, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("unforeseen trouble in the zip library")
+
+
+def test_an_unforeseen_download_failure_costs_only_that_jobs_artifacts(
+    tmp_path: Path, secret_scanner: SecretScanner, sim_token: str
+) -> None:
+    def factory(api_url: str, token: str) -> EctfClient:
+        return _BrokenDownloads(api_url, token, backoff_factor=0.01)
+
+    with scripted(tmp_path, sim_token, secret_scanner, [RUNNING, DONE], ARTIFACTS) as served:
+        ran = run_action(served.environment, client_factory=factory)
+        outputs = served.environment.outputs()
+    assert ran.code == 0, ran.stdout + ran.stderr
+    assert outputs["status"] == "succeeded"
+    (warning,) = ran.commands("warning")
+    assert "title=eCTF job build::artifacts not saved: RuntimeError" in warning

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import struct
 import threading
 import time
 import zipfile
@@ -483,6 +484,18 @@ def _bytes_received(response: requests.Response, written: int) -> int:
         return written
 
 
+# What zipfile raises for a file it cannot read as a zip: names flagged UTF-8 that are
+# not (UnicodeDecodeError, a ValueError), damaged headers, unsupported features.
+_UNREADABLE_ZIP = (
+    zipfile.BadZipFile,
+    OSError,
+    EOFError,
+    ValueError,
+    NotImplementedError,
+    struct.error,
+)
+
+
 def _check_complete(
     part: Path, size: int, expected: int | None, require_zip: bool, url: str
 ) -> None:
@@ -492,7 +505,7 @@ def _check_complete(
         try:
             with zipfile.ZipFile(part) as archive:
                 archive.infolist()
-        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        except _UNREADABLE_ZIP as exc:
             raise DownloadError(f"download of {url} is not a readable zip ({exc})") from None
 
 

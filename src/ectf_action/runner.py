@@ -601,6 +601,8 @@ class Runner:
             found.warnings.append(f"artifacts not downloaded: {exc}")
         except (EctfError, OSError) as exc:
             found.warnings.append(f"artifacts not saved: {exc}")
+        except Exception as exc:  # one job's hostile zip must never cost the run its report
+            found.warnings.append(f"artifacts not saved: {type(exc).__name__}: {exc}")
         finally:
             for leftover in (zip_path, zip_path.with_name(zip_path.name + ".part")):
                 with contextlib.suppress(OSError):
