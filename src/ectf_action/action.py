@@ -30,7 +30,14 @@ from .errors import (
     EctfError,
     InvalidInput,
 )
-from .settings import INPUTS, Settings, in_github_actions, load_settings, token_candidates
+from .settings import (
+    INPUTS,
+    Settings,
+    check_token,
+    in_github_actions,
+    load_settings,
+    token_candidates,
+)
 
 if TYPE_CHECKING:
     from .client import EctfClient
@@ -342,6 +349,7 @@ def post_command(
         if not is_uuid(flow_id):
             raise InvalidInput("STATE_flow_id", f"{flow_id!r} is not a flow id")
         config = resolve_config({}, env, _home(env))
+        check_token(config.token, name=config.sources.get("token", "token"))
     except InvalidInput as exc:
         commands.warning(f"The eCTF flow was not cancelled: {exc}.", title="eCTF post step")
         return EXIT_OK

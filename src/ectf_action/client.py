@@ -37,6 +37,7 @@ from .errors import (
     error_class_for,
 )
 from .models import Flow, parse_flow_id
+from .settings import check_token
 
 DEFAULT_TIMEOUT = (10.0, 60.0)
 DOWNLOAD_CHUNK = 1024 * 1024
@@ -115,6 +116,7 @@ class EctfClient:
         queue_attempts: int = 4,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        check_token(token)  # a token that cannot go in a header would fail every request
         self.api_url = api_url.rstrip("/")
         self._token = token
         self.timeout = timeout

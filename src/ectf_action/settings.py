@@ -12,6 +12,7 @@ Kept light at import time (no HTTP library): `--help` start-up is benchmarked.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +46,7 @@ PULL_REQUEST_EVENTS = frozenset({"pull_request", "pull_request_target"})
 # or the flow queued would not be the one `run` looks for and reports on.
 RESERVED_PARAMS = {"git_url": "git-url", "commit_hash": "commit", "target_team": "target-team"}
 MIB = 1024 * 1024
+_TOKEN_CHARACTERS = re.compile(r"[!-~]+")  # visible ASCII, as a header carries it
 
 
 @dataclass(frozen=True)
@@ -258,6 +260,7 @@ def load_settings(
             "is empty. Add the team's token as a repository secret (Settings > Secrets and "
             "variables > Actions, e.g. ECTF_TOKEN) and pass `token: ${{ secrets.ECTF_TOKEN }}`",
         )
+    check_token(config.token, name=config.sources.get("token", "token"))
 
     return Settings(
         flow=flow,
@@ -283,6 +286,17 @@ def load_settings(
         temp_root=_temp_root(env, artifacts_path),
         in_actions=actions,
     )
+
+
+def check_token(token: str, *, name: str = "token") -> None:
+    """A token travels in an HTTP header: refuse one that cannot (a space, a line break,
+    a character outside ASCII: a copy-and-paste accident), without ever quoting it."""
+    if token and not _TOKEN_CHARACTERS.fullmatch(token):
+        raise InvalidInput(
+            name,
+            "holds a space, a line break or a character outside ASCII, which no API token "
+            "has; copy the team's token again (the token input, ECTF_TOKEN or ~/.ectf-config)",
+        )
 
 
 def token_candidates(flags: Mapping[str, str | None], env: Mapping[str, str]) -> list[str]:
