@@ -44,6 +44,7 @@ from .settings import Settings
 DOWNLOAD_WORKERS = 4
 DOWNLOAD_ATTEMPTS = 3
 DOWNLOAD_BACKOFF = 2.0  # seconds before the second attempt; doubled for each next one
+DOWNLOAD_STOP_SECONDS = 2.0  # how long an interrupted run waits for downloads to stop
 URGENT_CANCEL_SECONDS = 5.0  # the runner kills the container 10 s after the first signal
 SLOT_FREE_SECONDS = 60.0  # how long a cancelled flow may keep the slot before we give up
 CONFLICT_RETRY_SECONDS = 2.0
@@ -250,7 +251,9 @@ class Runner:
             message = f"{exc} The {settings.flow} flow {flow_id} may still be running."
             return self._finish(self._result(RunStatus.ERROR, last, message))
         flow = followed.flow
-        if followed.reason == "canceled":
+        # A signal that came while a status request was on its way: that reply may show
+        # the flow our guard just cancelled, "finished"; the run was still interrupted.
+        if followed.reason == "canceled" or self.cancel.is_set():
             message = self._interrupted_message(flow_id)
             return self._finish(
                 self._result(RunStatus.CANCELED, flow, message),
@@ -570,6 +573,8 @@ class Runner:
                     self.client.download_job_output(
                         self.settings.flow, job.id, zip_path, cancel=self.cancel
                     )
+                    if self.cancel.is_set():  # the run is being reported without it
+                        raise Cancelled("extraction skipped: the run was interrupted")
                     _clear(dest)
                     dest.parent.mkdir(parents=True, exist_ok=True)
                     report = extract_zip(
@@ -627,9 +632,14 @@ class Runner:
         return {job_id: future.result() for job_id, future in self._downloads.items()}
 
     def _close_downloads(self) -> None:
+        """Stop the downloads, then remove their folder. When interrupted, downloads in
+        progress notice the cancel within moments; they get a short while to clean up
+        their partial files before the folder goes, so none is left behind."""
         if self._executor is not None:
             interrupted = self.cancel.is_set()
             self._executor.shutdown(wait=not interrupted, cancel_futures=interrupted)
+            if interrupted:
+                wait_futures(list(self._downloads.values()), timeout=DOWNLOAD_STOP_SECONDS)
             self._executor = None
         if self._temp_dir is not None:
             shutil.rmtree(self._temp_dir, ignore_errors=True)
