@@ -44,6 +44,7 @@ from .scenario import FLOW_TYPES, Scenario, ScenarioError, default_scenario, loa
 SEND_CHUNK: Final = 64 * 1024
 PACED_MIN_CHUNK: Final = 4 * 1024
 PACED_CHUNK_SECONDS: Final = 0.02  # a paced chunk holds at most this much of the budget
+PACED_CATCH_UP_SECONDS: Final = 0.05  # lateness of a paced download that is made up later
 KEEP_ALIVE_SECONDS: Final = 5.0  # uvicorn's default: an idle connection is then closed
 READ_SECONDS: Final = 60.0  # a request whose body stalls this long is abandoned
 MAX_RECORDS: Final = 100_000
@@ -113,9 +114,11 @@ class Pacer:
     """Holds one download to *bytes_per_second*, as a link would hold one TCP connection.
 
     Each chunk leaves when the chunks before it would have taken that long at the rate
-    (the first at once). Time lost to a slow reader or a busy machine is not made up
-    with a burst afterwards: the schedule restarts from now, so no stretch of the
-    download goes faster than the rate. Zero means unlimited.
+    (the first at once). A chunk that leaves late, because a sleep overslept or the
+    machine was busy, is made up by the next ones, up to `PACED_CATCH_UP_SECONDS`: on a
+    busy machine those small delays would otherwise add up to a lower rate than asked.
+    A longer stall (a reader that stopped reading) is not made up with a burst, as a
+    link does not save bandwidth for later. Zero means unlimited.
     """
 
     def __init__(
@@ -138,9 +141,9 @@ class Pacer:
         if self.bytes_per_second <= 0:
             return 0.0
         now = self._clock()
-        due = now if self._due is None or self._due < now else self._due
+        due = now if self._due is None else max(self._due, now - PACED_CATCH_UP_SECONDS)
         self._due = due + size / self.bytes_per_second
-        return due - now
+        return max(0.0, due - now)
 
 
 # --- routing ---------------------------------------------------------------------
