@@ -251,6 +251,15 @@ def test_documented_statuses_map_to_errors_that_say_what_to_do(
 
 
 @responses.activate
+def test_403_outside_the_attack_endpoints_does_not_blame_the_phase(client: EctfClient) -> None:
+    responses.get(f"{API}/api/flow/test/{FLOW_ID}/", status=403, json={"detail": "Forbidden"})
+    with pytest.raises(errors.Forbidden) as caught:
+        client.get_flow("test", FLOW_ID)
+    assert "attack phase" not in str(caught.value)
+    assert "token is your team's" in str(caught.value)
+
+
+@responses.activate
 def test_422_names_the_field(client: EctfClient) -> None:
     detail = [{"loc": ["query", "num"], "msg": "must be >= 0", "type": "value_error"}]
     responses.get(f"{API}/api/flow/test/", status=422, json={"detail": detail})

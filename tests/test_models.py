@@ -93,3 +93,19 @@ def test_queue_reply_is_a_plain_uuid(body: object) -> None:
 def test_bad_queue_reply(body: object) -> None:
     with pytest.raises(ProtocolError):
         parse_flow_id(body)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [(True, True), ("true", True), ("false", False), ("False", False), (None, False), (0, False)],
+)
+def test_boolean_fields_are_read_strictly(raw: object, expected: bool) -> None:
+    flow = Flow.from_json(
+        {
+            "id": FLOW_ID,
+            "completed": raw,
+            "jobs": [{"id": "a", "status": "running", "has_artifacts": raw, "private": raw}],
+        }
+    )
+    assert flow.completed is expected
+    assert flow.jobs[0].has_artifacts is expected and flow.jobs[0].private is expected

@@ -33,6 +33,7 @@ from .errors import (
     Cancelled,
     Conflict,
     DownloadError,
+    Forbidden,
     ProtocolError,
     TransportError,
     error_class_for,
@@ -47,6 +48,13 @@ CANCEL_CHECK_SECONDS = 0.1
 RETRY_STATUSES = (429, 500, 502, 503, 504)
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _UNKNOWN_OUTCOME_STATUSES = frozenset({500, 502, 503, 504})
+# Only these endpoints are documented to answer 403 (the attack phase); anywhere else a
+# 403 means something else, and the attack-phase advice would mislead.
+_ATTACK_PHASE_PATH = re.compile(r"/api/(package|flag/steal_design)(/|$)")
+_FORBIDDEN_ELSEWHERE = (
+    "The server refused this for your team: check that the token is your team's, and ask "
+    "the organizers if it persists."
+)
 _TAG_RE = re.compile(r"<[^>]+>")
 _SPACE_RE = re.compile(r"\s+")
 
@@ -381,6 +389,8 @@ class EctfClient:
                 detail,
                 advice="The server answered with a status this client does not expect.",
             )
+        if cls is Forbidden and not _ATTACK_PHASE_PATH.search(url):
+            return cls(method, url, response.status_code, detail, advice=_FORBIDDEN_ELSEWHERE)
         return cls(method, url, response.status_code, detail)
 
     @staticmethod

@@ -98,8 +98,8 @@ class Job:
             id=str(job_id),
             name=str(data.get("name") or job_id),
             status=JobStatus.parse(raw),
-            has_artifacts=bool(data.get("has_artifacts", False)),
-            private=bool(data.get("private", False)),
+            has_artifacts=_flag(data.get("has_artifacts")),
+            private=_flag(data.get("private")),
             raw_status="" if raw is None else str(raw),
         )
 
@@ -136,7 +136,7 @@ class Flow:
         return cls(
             id=str(flow_id),
             name=str(data.get("name") or ""),
-            completed=bool(data.get("completed", False)),
+            completed=_flag(data.get("completed")),
             submit_time=str(data.get("submit_time") or ""),
             params=dict(params) if isinstance(params, Mapping) else {},
             jobs=tuple(Job.from_json(j) for j in jobs),
@@ -173,6 +173,16 @@ class Flow:
 
     def job(self, job_id: str) -> Job | None:
         return next((j for j in self.jobs if j.id == job_id), None)
+
+
+def _flag(value: object) -> bool:
+    """A boolean field: only a real true (or the string "true") counts; "false", null,
+    or anything else odd is false, so a sloppy server cannot end a flow early."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        return value.strip().lower() == "true"
+    return False
 
 
 def worst_status(statuses: Iterable[JobStatus]) -> JobStatus:
