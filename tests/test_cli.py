@@ -843,7 +843,7 @@ def test_flags_steal_with_a_wrong_digest(api: responses.RequestsMock, tmp_path: 
     ("status", "fragment"),
     [
         (401, "token was rejected"),
-        (403, "attack phase"),
+        (403, "token is your team's"),  # a flow endpoint: not the attack phase
         (404, "does not know it"),
         (409, "already has a flow of this type"),
         (422, "Fix the named field"),
