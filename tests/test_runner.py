@@ -16,7 +16,7 @@ from ectf_action.clock import FakeClock
 from ectf_action.errors import BadRequest, Conflict, DownloadError, NotFound, Unauthorized
 from ectf_action.models import Flow, Job, JobStatus
 from ectf_action.results import RunStatus
-from ectf_action.runner import Runner, RunOutcome, format_elapsed
+from ectf_action.runner import Runner, RunOutcome
 from ectf_action.settings import Settings, load_settings
 
 COMMIT = "1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d"
@@ -638,11 +638,3 @@ def test_remote_flow_sends_the_target_team(
     assert queued == [{"target_team": "mitre"}]
     assert ran.status is RunStatus.SUCCEEDED
     assert "against team mitre" in ran.log[0]
-
-
-@pytest.mark.parametrize(
-    ("seconds", "text"),
-    [(0, " 0m00s"), (65, " 1m05s"), (599.9, " 9m59s"), (3600, "1h00m00s"), (5025, "1h23m45s")],
-)
-def test_format_elapsed(seconds: float, text: str) -> None:
-    assert format_elapsed(seconds) == text

@@ -15,11 +15,11 @@ from ectf_action.results import RunResult, RunStatus
 from ectf_action.summary import (
     DEFAULT_BUDGET,
     MIN_BUDGET,
-    format_duration,
     format_size,
     md_text,
     render_summary,
 )
+from ectf_action.text import format_elapsed
 from test_junit import (
     CASES,
     GOLDEN,
@@ -50,7 +50,7 @@ def test_header_rows_and_failed_log() -> None:
     assert "- Commit: `0123456789abcdef0123456789abcdef01234567`" in markdown
     rows = table_rows(markdown)
     assert rows[2] == "| pull-repo | succeeded | 10s | 1 file, 300 B | `ectf-artifacts/pull-repo` |"
-    assert rows[3] == "| build | failed | 1m 01s | 2 files, 4.0 KiB | `ectf-artifacts/build` |"
+    assert rows[3] == "| build | failed | 1m01s | 2 files, 4.0 KiB | `ectf-artifacts/build` |"
     assert rows[4] == "| test | canceled | 0s | none |  |"
     assert markdown.count("<details>") == 1
     assert "<details><summary>build: the last lines of its log</summary>" in markdown
@@ -131,12 +131,12 @@ def test_md_text(text: str, expected: str) -> None:
 
 
 def test_formatting_helpers() -> None:
-    assert [format_duration(s) for s in (0, 14.4, 95, 3600, 5388)] == [
+    assert [format_elapsed(s) for s in (0, 14.4, 95, 3600, 5388)] == [
         "0s",
         "14s",
-        "1m 35s",
-        "1h 00m 00s",
-        "1h 29m 48s",
+        "1m35s",
+        "1h00m00s",
+        "1h29m48s",
     ]
     assert [format_size(n) for n in (0, 1023, 1024, 3 * 1024 * 1024, 5 * 1024**3)] == [
         "0 B",

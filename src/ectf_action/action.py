@@ -244,7 +244,7 @@ def _job_logs(commands: WorkflowCommands, settings: Settings, result: RunResult)
     """Each job's log in a group of its own, and an annotation per failed job."""
     from .artifacts import read_log_tail
     from .models import JobStatus
-    from .runner import clean
+    from .text import clean
 
     for job in result.jobs:
         name = clean(job.name)

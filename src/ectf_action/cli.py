@@ -425,7 +425,8 @@ def _watch(
     from .clock import SystemClock
     from .follow import follow_flow
     from .models import JobStatus
-    from .tables import clean, flow_json, format_elapsed, job_change_line
+    from .tables import flow_json, job_change_line
+    from .text import clean, format_elapsed
 
     clock = ctx.clock or SystemClock()
     started = clock.now()
@@ -556,7 +557,7 @@ def _packages_get(ctx: Context) -> int:
 
 
 def _print_flag(ctx: Context, what: str, flag_hex: str) -> int:
-    from .tables import clean
+    from .text import clean
 
     ctx.emit({"flag_hex": flag_hex}, f"{what} flag: {clean(flag_hex)}\n")
     return EXIT_OK

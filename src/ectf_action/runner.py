@@ -40,6 +40,7 @@ from .follow import JobChange, follow_flow
 from .models import Flow, Job, JobStatus
 from .results import JobOutcome, RunResult, RunStatus
 from .settings import Settings
+from .text import clean, log_stamp
 
 DOWNLOAD_WORKERS = 4
 DOWNLOAD_ATTEMPTS = 3
@@ -112,22 +113,6 @@ class _Stop(Exception):
         self.status = status
         self.message = message
         self.interrupted = interrupted
-
-
-def clean(text: str, limit: int = 80) -> str:
-    """Server text fit for one line of our own output: printable, bounded."""
-    printable = "".join(ch if ch.isprintable() else "?" for ch in text)
-    return printable if len(printable) <= limit else printable[: limit - 3] + "..."
-
-
-def format_elapsed(seconds: float) -> str:
-    """`[ 1m05s]`-style elapsed time, fixed width below 100 minutes."""
-    total = max(0, int(seconds))
-    hours, rest = divmod(total, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h{minutes:02d}m{secs:02d}s"
-    return f"{minutes:2d}m{secs:02d}s"
 
 
 def exit_code_for(status: RunStatus, fail_on: frozenset[RunStatus]) -> int:
@@ -433,9 +418,9 @@ class Runner:
                 except BadRequest as exc:
                     # Looked at again on the next poll: still pending means refused.
                     self._refused.add(job.id)
-                    self._log_line(f"{clean(job.name)}: the answer was refused ({exc})")
+                    self._log_line(f"{clean(job.name, 80)}: the answer was refused ({exc})")
                     continue
-                self._log_line(f"{clean(job.name)}: answered with {_json_one_line(answer)}")
+                self._log_line(f"{clean(job.name, 80)}: answered with {_json_one_line(answer)}")
                 continue
             if job.id in self._answered and job.id not in self._refused:
                 continue  # answered; the server moves it on shortly
@@ -449,7 +434,7 @@ class Runner:
         settings = self.settings
         job = self._waiting_job
         assert job is not None and self._flow_id is not None
-        name = clean(job.name)
+        name = clean(job.name, 80)
         where = f"The {settings.flow} flow {self._flow_id}"
         if job.private:
             message = (
@@ -546,7 +531,7 @@ class Runner:
             if job_id in self._logged or not future.done() or future.cancelled():
                 continue
             self._logged.add(job_id)
-            found, name = future.result(), clean(self._download_names[job_id])
+            found, name = future.result(), clean(self._download_names[job_id], 80)
             for warning in found.warnings:
                 self._log_line(f"{name}: {warning}")
             if found.directory is not None:
@@ -747,7 +732,7 @@ class Runner:
     def _log_start(self) -> None:
         settings = self.settings
         what = (
-            f"against team {clean(settings.target_team or '')}"
+            f"against team {clean(settings.target_team or '', 80)}"
             if settings.flow == "remote"
             else f"for commit {settings.commit} of {settings.git_url}"
         )
@@ -770,7 +755,7 @@ class Runner:
                 self._log_line(f"{name}  {change.previous.value} -> {now}")
 
     def _log_line(self, text: str) -> None:
-        self._log(f"[{format_elapsed(self.clock.now() - self._start)}] {text}")
+        self._log(f"{log_stamp(self.clock.now() - self._start)} {text}")
 
 
 def _clear(dest: Path) -> None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from .artifacts import clean_terminal_text, tail_text
 from .models import JobStatus
 from .results import JobOutcome, RunResult
+from .text import format_elapsed
 
 DEFAULT_BUDGET = 256 * 1024
 MIN_BUDGET = 4 * 1024
@@ -74,17 +75,6 @@ def md_code(text: str) -> str:
     return f"`{text}`" if _SAFE_CODE.fullmatch(text) else md_text(text)
 
 
-def format_duration(seconds: float) -> str:
-    total = max(0, round(seconds))
-    hours, rest = divmod(total, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h {minutes:02d}m {secs:02d}s"
-    if minutes:
-        return f"{minutes}m {secs:02d}s"
-    return f"{secs}s"
-
-
 def format_size(size: int) -> str:
     if size < 1024:
         return f"{size} B"
@@ -112,7 +102,7 @@ def _header(result: RunResult) -> str:
     lines.append(f"- Flow id: {md_code(result.flow_id) if result.flow_id else 'none (not queued)'}")
     if result.commit:
         lines.append(f"- Commit: {md_code(result.commit)}")
-    lines.append(f"- Time: {format_duration(result.elapsed_seconds)}")
+    lines.append(f"- Time: {format_elapsed(result.elapsed_seconds)}")
     return "\n".join(lines) + "\n"
 
 
@@ -127,7 +117,7 @@ def _row(outcome: JobOutcome) -> str:
     cells = [
         md_text(outcome.name),
         md_text(outcome.job.status_text),
-        format_duration(outcome.observed_seconds),
+        format_elapsed(outcome.observed_seconds),
         artifacts,
         folder,
     ]

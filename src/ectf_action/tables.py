@@ -13,19 +13,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .models import Flow, Job, JobStatus
+from .text import clean, log_stamp
 
 MAX_NAME_WIDTH = 48
 _COLUMN_GAP = "  "
-
-
-def clean(text: object, *, limit: int | None = None) -> str:
-    """One printable line: control characters (escape sequences, newlines) are shown as
-    escapes instead of acting on the terminal; *limit* shortens long names."""
-    raw = str(text)
-    out = "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode() for ch in raw)
-    if limit is not None and len(out) > limit:
-        out = out[: limit - 3] + "..."
-    return out
 
 
 def format_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
@@ -55,18 +46,6 @@ def format_time(raw: str) -> str:
     if moment.tzinfo is None:
         return moment.strftime("%Y-%m-%d %H:%M:%S")
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
-
-
-def format_elapsed(seconds: float) -> str:
-    """Durations people read at a glance: `7s`, `3m05s`, `1h02m03s`."""
-    total = max(0, int(seconds))
-    hours, rest = divmod(total, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h{minutes:02d}m{secs:02d}s"
-    if minutes:
-        return f"{minutes}m{secs:02d}s"
-    return f"{secs}s"
 
 
 def flow_json(flow: Flow) -> dict[str, Any]:
@@ -150,7 +129,7 @@ def job_change_line(elapsed: float, job: Job, previous: JobStatus | None) -> str
     """One line of `flows watch`: when, which job, and what its status became."""
     status = _job_status(job)
     change = status if previous is None else f"{previous.value} -> {status}"
-    return f"[{format_elapsed(elapsed):>8}] {clean(job.name, limit=MAX_NAME_WIDTH)}: {change}"
+    return f"{log_stamp(elapsed)} {clean(job.name, limit=MAX_NAME_WIDTH)}: {change}"
 
 
 def packages_table(names: Sequence[str]) -> str:
