@@ -286,3 +286,16 @@ def test_readme_documents_every_input_and_output(action: dict[str, Any]) -> None
         name for name in [*action["inputs"], *action["outputs"]] if f"`{name}`" not in readme
     ]
     assert not missing, f"README.md does not document: {', '.join(missing)}"
+
+
+def test_the_code_knows_every_input_with_action_ymls_defaults(action: dict[str, Any]) -> None:
+    """Outside Actions the flags fall back to the code's defaults: they must be the file's."""
+    from ectf_action.config import DEFAULT_API_URL
+    from ectf_action.settings import INPUTS
+
+    code = {spec.name: spec.default for spec in INPUTS}
+    assert list(code) == list(action["inputs"])
+    code["api-url"] = code["api-url"] or DEFAULT_API_URL  # resolved with the config file
+    for name, spec in action["inputs"].items():
+        if name != "token":
+            assert code[name] == str(spec.get("default", "")), name
