@@ -399,32 +399,34 @@ def tail_text(text: str, max_lines: int, max_bytes: int) -> str:
     return "\n".join(reversed(kept))
 
 
-def _regular_files(job_dir: Path) -> list[tuple[str, Path]]:
+def _regular_files(job_dir: Path) -> list[tuple[str, str]]:
     """(relative posix path, path) of the regular files under *job_dir*, sorted; links
-    are not followed."""
-    found: list[tuple[str, Path]] = []
-    for top, dirs, files in os.walk(job_dir, followlinks=False):
-        dirs.sort()
-        for name in files:
-            path = Path(top, name)
-            try:
-                if not stat.S_ISREG(os.lstat(path).st_mode):
-                    continue
-            except OSError:
-                continue
-            found.append((path.relative_to(job_dir).as_posix(), path))
-            if len(found) >= MAX_LOG_FILES_SCANNED:
-                return sorted(found)
-    return sorted(found)
+    are not followed. Directory entries say what they are, so no file is stat'ed: a job
+    can leave thousands."""
+    found: list[tuple[str, str]] = []
+    pending: list[tuple[str, str]] = [("", str(job_dir))]
+    while pending and len(found) < MAX_LOG_FILES_SCANNED:
+        prefix, folder = pending.pop()
+        try:
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):
+                        pending.append((f"{prefix}{entry.name}/", entry.path))
+                    elif entry.is_file(follow_symlinks=False):
+                        found.append((prefix + entry.name, entry.path))
+        except OSError:
+            continue
+    found.sort()
+    return found[:MAX_LOG_FILES_SCANNED]
 
 
-def _read_head(path: Path, size: int) -> bytes:
+def _read_head(path: str, size: int) -> bytes:
     fd = os.open(path, _READ_FLAGS)
     with os.fdopen(fd, "rb") as handle:
         return handle.read(size)
 
 
-def _read_end(path: Path, max_bytes: int) -> str:
+def _read_end(path: str, max_bytes: int) -> str:
     """The last *max_bytes* of a file, from the start of a line when it was cut."""
     fd = os.open(path, _READ_FLAGS)
     with os.fdopen(fd, "rb") as handle:
@@ -437,7 +439,7 @@ def _read_end(path: Path, max_bytes: int) -> str:
     return data.decode("utf-8", "replace")
 
 
-def _text_files_from_end(files: list[tuple[str, Path]]) -> Iterator[tuple[str, Path]]:
+def _text_files_from_end(files: list[tuple[str, str]]) -> Iterator[tuple[str, str]]:
     """The files that look like text (no NUL byte in their first bytes), last first."""
     for relative, path in reversed(files):
         try:
@@ -456,7 +458,7 @@ def read_log_tail(job_dir: Path, *, max_lines: int = 40, max_bytes: int = 8192) 
         return ""
     files = _regular_files(job_dir)
     logs = [entry for entry in files if entry[0].lower().endswith(".log")]
-    chosen: Iterator[tuple[str, Path]]
+    chosen: Iterator[tuple[str, str]]
     if logs:
         chosen, labelled = reversed(logs), len(logs) > 1
     else:
