@@ -51,8 +51,9 @@ class Docker:
         self.made: list[str] = []
 
     def run(self, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([self.executable, *args], capture_output=True, text=True,
-                              timeout=timeout, check=False)
+        return subprocess.run(
+            [self.executable, *args], capture_output=True, text=True, timeout=timeout, check=False
+        )
 
     def unavailable(self, base: str) -> str | None:
         """Why nothing can be measured here, or None."""
@@ -63,15 +64,25 @@ class Docker:
         except subprocess.TimeoutExpired:
             return "`docker info` did not answer within 30 s"
         if info.returncode != 0:
-            return ("no Docker daemon answers `docker info` (start one, e.g. "
-                    "`dockerd &`, then rerun)")
+            return (
+                "no Docker daemon answers `docker info` (start one, e.g. `dockerd &`, then rerun)"
+            )
         if self.run("image", "inspect", base).returncode != 0:
-            return (f"the base image {base} is not present locally; pull or load it, or "
-                    "name another with --base")
+            return (
+                f"the base image {base} is not present locally; pull or load it, or "
+                "name another with --base"
+            )
         return None
 
-    def build(self, name: str, context: Path, dockerfile: Path, build_args: dict[str, str],
-              *, no_cache: bool = True) -> Build:
+    def build(
+        self,
+        name: str,
+        context: Path,
+        dockerfile: Path,
+        build_args: dict[str, str],
+        *,
+        no_cache: bool = True,
+    ) -> Build:
         """Build and time it; each output line is stamped as it arrives, so the steps
         inside a `RUN` (pip's, for one) can be timed too."""
         tag = f"{self.tag_prefix}-{name}:{len(self.made)}"
@@ -82,8 +93,9 @@ class Docker:
             args += ["--build-arg", f"{key}={value}"]
         lines: list[tuple[float, str]] = []
         started = time.perf_counter()
-        with subprocess.Popen([*args, str(context)], stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True) as process:
+        with subprocess.Popen(
+            [*args, str(context)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        ) as process:
             assert process.stdout is not None
             for line in process.stdout:
                 lines.append((time.perf_counter() - started, line.rstrip()))
@@ -107,12 +119,22 @@ class Docker:
 
     def time_run(self, image: str, entrypoint: str, *args: str) -> float:
         started = time.perf_counter()
-        result = self.run("run", "--rm", "--network", "none", "--entrypoint", entrypoint,
-                          image, *args, timeout=RUN_TIMEOUT)
+        result = self.run(
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--entrypoint",
+            entrypoint,
+            image,
+            *args,
+            timeout=RUN_TIMEOUT,
+        )
         seconds = time.perf_counter() - started
         if result.returncode != 0:
-            raise RuntimeError(f"{entrypoint} {' '.join(args)} in {image} failed: "
-                               f"{result.stderr[-2000:]}")
+            raise RuntimeError(
+                f"{entrypoint} {' '.join(args)} in {image} failed: {result.stderr[-2000:]}"
+            )
         return seconds
 
     def remove_all(self) -> None:
@@ -149,10 +171,16 @@ def mb(size: float) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     options_parser = benchlib.parser(__doc__.splitlines()[0], repeats=3)
-    options_parser.add_argument("--base", default="python:3.12-slim",
-                                help="base image passed as PYTHON_IMAGE (default %(default)s)")
-    options_parser.add_argument("--docker", default=os.environ.get("DOCKER", "docker"),
-                                help="docker executable (default: $DOCKER or docker)")
+    options_parser.add_argument(
+        "--base",
+        default="python:3.12-slim",
+        help="base image passed as PYTHON_IMAGE (default %(default)s)",
+    )
+    options_parser.add_argument(
+        "--docker",
+        default=os.environ.get("DOCKER", "docker"),
+        help="docker executable (default: $DOCKER or docker)",
+    )
     options = options_parser.parse_args(argv)
     benchlib.exit_on_sigterm()
     builds = 1 if options.quick else max(1, options.repeats)
@@ -175,8 +203,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             tags: dict[str, str] = {}
             for _ in range(builds):
                 minimal = docker.build("minimal", context, MINIMAL_DOCKERFILE, build_args)
-                action = docker.build("action", benchlib.REPO, benchlib.REPO / "Dockerfile",
-                                      build_args)
+                action = docker.build(
+                    "action", benchlib.REPO, benchlib.REPO / "Dockerfile", build_args
+                )
                 tags["minimal"], tags["action"] = minimal.tag, action.tag
                 times["minimal"].append(minimal.seconds)
                 times["action"].append(action.seconds)
@@ -190,48 +219,98 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             base_size = docker.size(options.base)
             sizes = {name: docker.size(tag) for name, tag in tags.items()}
-            print(f"base {options.base}: {mb(base_size)}; {builds} cold builds of each, "
-                  "alternating\n")
+            print(
+                f"base {options.base}: {mb(base_size)}; {builds} cold builds of each, alternating\n"
+            )
             minimal_build = benchlib.median(times["minimal"])
             rows: list[list[object]] = []
-            for name, label in (("minimal", "minimal: requests pyyaml junit-xml"),
-                                ("action", "the action (root Dockerfile)")):
+            for name, label in (
+                ("minimal", "minimal: requests pyyaml junit-xml"),
+                ("action", "the action (root Dockerfile)"),
+            ):
                 build = benchlib.median(times[name])
-                rows.append([label, mb(sizes[name]), mb(sizes[name] - base_size),
-                             f"{build:.1f} ({min(times[name]):.1f}-{max(times[name]):.1f})",
-                             f"{build / minimal_build:.2f}x"])
-            print(benchlib.table(["image", "size", "over base", "cold build s, median (min-max)",
-                                  "build vs minimal"], rows))
-            print(f"\nthe action's image is {mb(sizes['action'] - sizes['minimal'])} over the "
-                  "minimal one")
+                rows.append(
+                    [
+                        label,
+                        mb(sizes[name]),
+                        mb(sizes[name] - base_size),
+                        f"{build:.1f} ({min(times[name]):.1f}-{max(times[name]):.1f})",
+                        f"{build / minimal_build:.2f}x",
+                    ]
+                )
+            print(
+                benchlib.table(
+                    [
+                        "image",
+                        "size",
+                        "over base",
+                        "cold build s, median (min-max)",
+                        "build vs minimal",
+                    ],
+                    rows,
+                )
+            )
+            print(
+                f"\nthe action's image is {mb(sizes['action'] - sizes['minimal'])} over the "
+                "minimal one"
+            )
             if own_build:
-                print(f"of the action's build, pip building ectf-action from source (isolated "
-                      f"build environment with the build backend, metadata, wheel) took "
-                      f"{benchlib.median(own_build):.1f} s (median)")
+                print(
+                    f"of the action's build, pip building ectf-action from source (isolated "
+                    f"build environment with the build backend, metadata, wheel) took "
+                    f"{benchlib.median(own_build):.1f} s (median)"
+                )
 
             print(f"\n### Start-up inside the container (docker run, median of {starts})\n")
             start_times: dict[str, list[float]] = {}
             for _ in range(starts):
                 for key, image, entry, args in (
                     ("python -c pass", tags["action"], "python", ("-c", "pass")),
-                    ("ectf-action --help (as built: --no-compile)", tags["action"],
-                     "ectf-action", ("--help",)),
-                    ("ectf-action --help (modules compiled)", tags["compiled"],
-                     "ectf-action", ("--help",)),
-                    ("python -c 'import ectf_action.runner' (as built)", tags["action"],
-                     "python", ("-c", "import ectf_action.runner")),
-                    ("python -c 'import ectf_action.runner' (compiled)", tags["compiled"],
-                     "python", ("-c", "import ectf_action.runner")),
+                    (
+                        "ectf-action --help (as built: --no-compile)",
+                        tags["action"],
+                        "ectf-action",
+                        ("--help",),
+                    ),
+                    (
+                        "ectf-action --help (modules compiled)",
+                        tags["compiled"],
+                        "ectf-action",
+                        ("--help",),
+                    ),
+                    (
+                        "python -c 'import ectf_action.runner' (as built)",
+                        tags["action"],
+                        "python",
+                        ("-c", "import ectf_action.runner"),
+                    ),
+                    (
+                        "python -c 'import ectf_action.runner' (compiled)",
+                        tags["compiled"],
+                        "python",
+                        ("-c", "import ectf_action.runner"),
+                    ),
                 ):
                     start_times.setdefault(key, []).append(docker.time_run(image, entry, *args))
             bare = benchlib.median(start_times["python -c pass"])
-            print(benchlib.table(
-                ["in the action's image", "ms, median (min-max)", "ms over python -c pass"],
-                [[key, benchlib.spread(values), f"{(benchlib.median(values) - bare) * 1000:+.0f}"]
-                 for key, values in start_times.items()]))
-            print(f"\ncompiling every module to bytecode adds "
-                  f"{mb(sizes['compiled'] - sizes['action'])} to the image "
-                  f"(the extra layer took {compile_seconds:.1f} s to build)")
+            print(
+                benchlib.table(
+                    ["in the action's image", "ms, median (min-max)", "ms over python -c pass"],
+                    [
+                        [
+                            key,
+                            benchlib.spread(values),
+                            f"{(benchlib.median(values) - bare) * 1000:+.0f}",
+                        ]
+                        for key, values in start_times.items()
+                    ],
+                )
+            )
+            print(
+                f"\ncompiling every module to bytecode adds "
+                f"{mb(sizes['compiled'] - sizes['action'])} to the image "
+                f"(the extra layer took {compile_seconds:.1f} s to build)"
+            )
             print(f"\nload average at the end: {benchlib.machine().load}")
     finally:
         docker.remove_all()

@@ -76,8 +76,7 @@ def follow_once(schedule: PollSchedule, length: float) -> Followed:
     clock = FakeClock(start=1000.0)
     start = clock.now()
     server = ScriptedFlow(clock, start, start + length)
-    result = follow_flow(server, "test", FLOW_ID, clock=clock, schedule=schedule,
-                         started=start)
+    result = follow_flow(server, "test", FLOW_ID, clock=clock, schedule=schedule, started=start)
     if result.reason != "finished":
         raise RuntimeError(f"following ended {result.reason}, not finished")
     noticed = clock.now() - start
@@ -109,8 +108,14 @@ def measure(minutes: float, poller: str, phases: int) -> Row:
         late_seconds = sum(r.noticed_at - FIRST_MINUTE for r in runs)
         after = late_seconds / late_requests
     delays = [r.notice_delay for r in runs]
-    return Row(minutes, poller, benchlib.median([float(r.requests) for r in runs]), after,
-               benchlib.median(delays), max(delays))
+    return Row(
+        minutes,
+        poller,
+        benchlib.median([float(r.requests) for r in runs]),
+        after,
+        benchlib.median(delays),
+        max(delays),
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -118,41 +123,66 @@ def main(argv: Sequence[str] | None = None) -> int:
     phases = 5 if options.quick else max(1, options.repeats)
     command = "python benchmarks/bench_polling.py" + (" --quick" if options.quick else "")
     print(benchlib.header("Polling cost", command))
-    print(f"fake clock driving follow.follow_flow; {phases} end phases over "
-          f"{PHASE_WINDOW:g} s per flow length\n")
+    print(
+        f"fake clock driving follow.follow_flow; {phases} end phases over "
+        f"{PHASE_WINDOW:g} s per flow length\n"
+    )
     rows = [measure(m, p, phases) for m in FLOW_MINUTES for p in POLLERS]
     by_key = {(r.minutes, r.poller): r for r in rows}
     table_rows: list[list[object]] = []
     for row in rows:
         auto = by_key[(row.minutes, "auto")]
         ratio = "-" if row.poller == "auto" else f"{row.requests / auto.requests:.2f}x"
-        every = ("-" if row.seconds_per_request_after_first_minute is None
-                 else f"{row.seconds_per_request_after_first_minute:.1f}")
-        table_rows.append([
-            f"{row.minutes:g} min",
-            "auto" if row.poller == "auto" else f"fixed {row.poller} s",
-            f"{row.requests:.0f}",
-            ratio,
-            every,
-            f"{row.notice_median:.1f}",
-            f"{row.notice_worst:.1f}",
-        ])
-    print(benchlib.table(
-        ["flow", "poller", "status requests (median)", "vs auto", "s per request after 1st min",
-         "notice delay median (s)", "notice delay worst (s)"], table_rows))
+        every = (
+            "-"
+            if row.seconds_per_request_after_first_minute is None
+            else f"{row.seconds_per_request_after_first_minute:.1f}"
+        )
+        table_rows.append(
+            [
+                f"{row.minutes:g} min",
+                "auto" if row.poller == "auto" else f"fixed {row.poller} s",
+                f"{row.requests:.0f}",
+                ratio,
+                every,
+                f"{row.notice_median:.1f}",
+                f"{row.notice_worst:.1f}",
+            ]
+        )
+    print(
+        benchlib.table(
+            [
+                "flow",
+                "poller",
+                "status requests (median)",
+                "vs auto",
+                "s per request after 1st min",
+                "notice delay median (s)",
+                "notice delay worst (s)",
+            ],
+            table_rows,
+        )
+    )
 
     autos = [r for r in rows if r.poller == "auto"]
-    spacing = [r.seconds_per_request_after_first_minute for r in autos
-               if r.seconds_per_request_after_first_minute is not None]
+    spacing = [
+        r.seconds_per_request_after_first_minute
+        for r in autos
+        if r.seconds_per_request_after_first_minute is not None
+    ]
     worst_notice = max(r.notice_worst for r in autos)
     slow_enough = all(s >= TARGET_SECONDS_PER_REQUEST - 1e-9 for s in spacing)
     quick_enough = worst_notice <= TARGET_NOTICE + 1e-9
     print(f"\nauto settles at one request per {AUTO_SETTLED:g} s.")
-    print(f"target at most one request per {TARGET_SECONDS_PER_REQUEST:g} s after the first "
-          f"minute: {'met' if slow_enough else 'NOT met'} "
-          f"(closest: one per {min(spacing, default=float('nan')):.1f} s)")
-    print(f"target completion noticed within {TARGET_NOTICE:g} s: "
-          f"{'met' if quick_enough else 'NOT met'} (worst {worst_notice:.1f} s)")
+    print(
+        f"target at most one request per {TARGET_SECONDS_PER_REQUEST:g} s after the first "
+        f"minute: {'met' if slow_enough else 'NOT met'} "
+        f"(closest: one per {min(spacing, default=float('nan')):.1f} s)"
+    )
+    print(
+        f"target completion noticed within {TARGET_NOTICE:g} s: "
+        f"{'met' if quick_enough else 'NOT met'} (worst {worst_notice:.1f} s)"
+    )
     return 0
 
 

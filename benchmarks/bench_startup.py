@@ -111,8 +111,15 @@ def serving() -> Iterator[FirstRequestServer]:
 def time_command(argv: Sequence[str], env: dict[str, str], cwd: Path) -> float:
     """Wall seconds for one run to exit (output discarded)."""
     started = time.perf_counter()
-    subprocess.run(list(argv), env=env, cwd=cwd, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL, check=False, timeout=60)
+    subprocess.run(
+        list(argv),
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        check=False,
+        timeout=60,
+    )
     return time.perf_counter() - started
 
 
@@ -121,11 +128,24 @@ def time_to_first_request(
 ) -> tuple[float | None, str]:
     """Seconds from spawning `run` to its first request, or None and the reason."""
     server.reset()
-    argv = [*benchlib.ectf_command(), "run", "--flow", "test", "--commit", COMMIT,
-            "--git-url", GIT_URL, "--token", TOKEN, "--api-url", server.url]
+    argv = [
+        *benchlib.ectf_command(),
+        "run",
+        "--flow",
+        "test",
+        "--commit",
+        COMMIT,
+        "--git-url",
+        GIT_URL,
+        "--token",
+        TOKEN,
+        "--api-url",
+        server.url,
+    ]
     started = time.monotonic()
-    process = subprocess.Popen(argv, env=env, cwd=cwd, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        argv, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     deadline = started + FIRST_REQUEST_TIMEOUT
     while not server.arrived.wait(0.005):
         if process.poll() is not None or time.monotonic() > deadline:
@@ -159,8 +179,15 @@ def python_argv(ectf: Sequence[str]) -> list[str]:
 
 def import_profile(argv: Sequence[str], env: dict[str, str], cwd: Path) -> list[ImportEntry]:
     """`python -X importtime`, parsed, each entry with the module that imported it."""
-    run = subprocess.run([sys.executable, "-X", "importtime", *argv], env=env, cwd=cwd,
-                         capture_output=True, text=True, check=False, timeout=60)
+    run = subprocess.run(
+        [sys.executable, "-X", "importtime", *argv],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
     return parse_importtime(run.stderr)
 
 
@@ -176,7 +203,7 @@ def parse_importtime(text: str) -> list[ImportEntry]:
         rows.append((stripped.strip(), int(self_part.split(":")[1]), int(cumulative), depth))
     entries = []
     for index, (name, self_us, cumulative_us, depth) in enumerate(rows):
-        parent = next((r[0] for r in rows[index + 1:] if r[3] < depth), "")
+        parent = next((r[0] for r in rows[index + 1 :] if r[3] < depth), "")
         entries.append(ImportEntry(name, self_us, cumulative_us, depth, parent))
     return entries
 
@@ -184,9 +211,17 @@ def parse_importtime(text: str) -> list[ImportEntry]:
 def third_party(entries: Sequence[ImportEntry]) -> list[ImportEntry]:
     """Top-level imports of modules that are neither the standard library nor ours."""
     ours_or_stdlib = set(sys.stdlib_module_names) | {
-        "ectf_action", "_distutils_hack", "sitecustomize", "usercustomize"}
-    return [e for e in entries if e.name.split(".")[0] not in ours_or_stdlib
-            and e.parent.split(".")[0] in ours_or_stdlib | {""}]
+        "ectf_action",
+        "_distutils_hack",
+        "sitecustomize",
+        "usercustomize",
+    }
+    return [
+        e
+        for e in entries
+        if e.name.split(".")[0] not in ours_or_stdlib
+        and e.parent.split(".")[0] in ours_or_stdlib | {""}
+    ]
 
 
 def import_cost(module: str, env: dict[str, str], cwd: Path, repeats: int) -> float | None:
@@ -194,8 +229,14 @@ def import_cost(module: str, env: dict[str, str], cwd: Path, repeats: int) -> fl
     times = []
     for _ in range(repeats):
         started = time.perf_counter()
-        run = subprocess.run([sys.executable, "-c", f"import {module}"], env=env, cwd=cwd,
-                             capture_output=True, check=False, timeout=60)
+        run = subprocess.run(
+            [sys.executable, "-c", f"import {module}"],
+            env=env,
+            cwd=cwd,
+            capture_output=True,
+            check=False,
+            timeout=60,
+        )
         if run.returncode != 0:
             return None
         times.append(time.perf_counter() - started)
@@ -226,17 +267,38 @@ def help_phases(env: dict[str, str], cwd: Path, repeats: int) -> dict[str, float
     show its share (warm: argparse's own imports are done by then)."""
     samples: list[list[float]] = []
     for _ in range(repeats):
-        run = subprocess.run([sys.executable, "-c", HELP_PHASES], env=env, cwd=cwd,
-                             capture_output=True, text=True, check=True, timeout=60)
+        run = subprocess.run(
+            [sys.executable, "-c", HELP_PHASES],
+            env=env,
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        )
         samples.append(json.loads(run.stdout))
-    names = ("import ectf_action.cli", "main(['--help'])",
-             "build_parser() again, warm (part of main)")
+    names = (
+        "import ectf_action.cli",
+        "main(['--help'])",
+        "build_parser() again, warm (part of main)",
+    )
     return {name: benchlib.median([s[i] for s in samples]) for i, name in enumerate(names)}
 
 
 def run_argv(api_url: str) -> list[str]:
-    return ["run", "--flow", "test", "--commit", COMMIT, "--git-url", GIT_URL,
-            "--token", TOKEN, "--api-url", api_url]
+    return [
+        "run",
+        "--flow",
+        "test",
+        "--commit",
+        COMMIT,
+        "--git-url",
+        GIT_URL,
+        "--token",
+        TOKEN,
+        "--api-url",
+        api_url,
+    ]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -264,8 +326,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             def run_once() -> tuple[float | None, str]:
                 return time_to_first_request(server, env, cwd)
 
-            commands = {"ectf-action --help": help_once,
-                        "ectf-action run, to its first request": run_once}
+            commands = {
+                "ectf-action --help": help_once,
+                "ectf-action run, to its first request": run_once,
+            }
             # A warm-up of each fills the bytecode cache before anything is timed.
             time_command([sys.executable, "-c", "pass"], env, cwd)
             for measure in commands.values():
@@ -280,38 +344,63 @@ def main(argv: Sequence[str] | None = None) -> int:
         base = benchlib.median(bare)
         rows: list[list[object]] = [["python -c pass", benchlib.spread(bare), "-", "baseline"]]
         for key, values in times.items():
-            rows.append([key, benchlib.spread(values),
-                         f"{(benchlib.median(values) - base) * 1000:+.0f}",
-                         f"{benchlib.median(values) / base:.2f}x"])
-        print(benchlib.table(["command", "ms, median (min-max)", "ms over bare", "ratio"],
-                             rows))
+            rows.append(
+                [
+                    key,
+                    benchlib.spread(values),
+                    f"{(benchlib.median(values) - base) * 1000:+.0f}",
+                    f"{benchlib.median(values) / base:.2f}x",
+                ]
+            )
+        print(benchlib.table(["command", "ms, median (min-max)", "ms over bare", "ratio"], rows))
         print(f"\n{rounds} interleaved rounds.")
         help_times = times.get("ectf-action --help", [])
         over = (benchlib.median(help_times) - base) * 1000
         verdict = "met" if over <= HELP_BUDGET_MS else "NOT met"
-        print(f"target `--help` within {HELP_BUDGET_MS:.0f} ms of bare Python: {verdict} "
-              f"({over:+.0f} ms)")
+        print(
+            f"target `--help` within {HELP_BUDGET_MS:.0f} ms of bare Python: {verdict} "
+            f"({over:+.0f} ms)"
+        )
         for key, note in notes.items():
             if key.startswith("ectf-action run"):
                 print(f"{key}: {note if key in times else 'no request: ' + note}")
 
         print("\n### Where `--help`'s time goes (in one process, median)\n")
-        print(benchlib.table(["phase", "ms"],
-                             [[k, f"{v * 1000:.1f}"] for k, v in
-                              help_phases(env, cwd, 1 if options.quick else rounds).items()]))
+        print(
+            benchlib.table(
+                ["phase", "ms"],
+                [
+                    [k, f"{v * 1000:.1f}"]
+                    for k, v in help_phases(env, cwd, 1 if options.quick else rounds).items()
+                ],
+            )
+        )
 
         print("\n### Import profile of `ectf-action --help` (python -X importtime)\n")
         entries = import_profile([*python_argv(ectf), "--help"], env, cwd)
         top = sorted(entries, key=lambda e: e.cumulative_us, reverse=True)[:TOP_IMPORTS]
-        print(benchlib.table(
-            ["module", "cumulative ms", "self ms", "imported by"],
-            [[e.name, f"{e.cumulative_us / 1000:.1f}", f"{e.self_us / 1000:.1f}",
-              e.parent or "(top)"] for e in top]))
+        print(
+            benchlib.table(
+                ["module", "cumulative ms", "self ms", "imported by"],
+                [
+                    [
+                        e.name,
+                        f"{e.cumulative_us / 1000:.1f}",
+                        f"{e.self_us / 1000:.1f}",
+                        e.parent or "(top)",
+                    ]
+                    for e in top
+                ],
+            )
+        )
         help_modules = {e.name for e in entries}
-        ours = sorted((e for e in entries if e.name.startswith("ectf_action")),
-                      key=lambda e: e.name)
-        print("\nour modules on the --help path: "
-              + ", ".join(f"{e.name} ({e.cumulative_us / 1000:.1f} ms)" for e in ours))
+        ours = sorted(
+            (e for e in entries if e.name.startswith("ectf_action")), key=lambda e: e.name
+        )
+        print(
+            "\nour modules on the --help path: "
+            + ", ".join(f"{e.name} ({e.cumulative_us / 1000:.1f} ms)" for e in ours)
+        )
         outside = third_party(entries)
         if outside:
             print("third-party modules imported on the --help path:")
@@ -325,12 +414,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         run_modules = {e.name for e in run_entries}
         print("\n### Import profile of `ectf-action run` (to its exit after a 401)\n")
         top = sorted(run_entries, key=lambda e: e.cumulative_us, reverse=True)[:TOP_IMPORTS]
-        print(benchlib.table(
-            ["module", "cumulative ms", "self ms", "imported by"],
-            [[e.name, f"{e.cumulative_us / 1000:.1f}", f"{e.self_us / 1000:.1f}",
-              e.parent or "(top)"] for e in top]))
-        print(f"\nmodules imported: --help {len(help_modules)}, run {len(run_modules)} "
-              f"({len(run_modules - help_modules)} more)")
+        print(
+            benchlib.table(
+                ["module", "cumulative ms", "self ms", "imported by"],
+                [
+                    [
+                        e.name,
+                        f"{e.cumulative_us / 1000:.1f}",
+                        f"{e.self_us / 1000:.1f}",
+                        e.parent or "(top)",
+                    ]
+                    for e in top
+                ],
+            )
+        )
+        print(
+            f"\nmodules imported: --help {len(help_modules)}, run {len(run_modules)} "
+            f"({len(run_modules - help_modules)} more)"
+        )
 
         print("\n### Where lazy imports pay\n")
         print("Median wall time of `python -c 'import X'` less bare Python: what")
