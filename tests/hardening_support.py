@@ -249,7 +249,7 @@ class _Handler(BaseHTTPRequestHandler):
         owner.note(Record(self.command, path, None if reply.drop else reply.status, time.time()))
         if reply.drop:
             self.close_connection = True
-            with _quiet():
+            with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_RDWR)
             return
         self._send(reply, owner.stopping)
@@ -279,18 +279,10 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.flush()
                 self.server.owner.sent(len(data[start : start + step]))
             if reply.truncate is not None:
-                with _quiet():
+                with contextlib.suppress(OSError):
                     self.connection.shutdown(socket.SHUT_RDWR)
         except OSError:
             self.close_connection = True
-
-
-class _quiet:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: object, value: object, traceback: object) -> bool:
-        return isinstance(value, OSError)
 
 
 class _Server(ThreadingHTTPServer):

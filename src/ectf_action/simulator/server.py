@@ -20,6 +20,7 @@ and then only part of the bytes before closing the connection.
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import re
 import signal
@@ -717,7 +718,7 @@ class _Handler(BaseHTTPRequestHandler):
                     time.monotonic() - started,
                 )
             )
-            with _quiet():
+            with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_RDWR)
             return
         if fault.kind == "rate_limit":
@@ -782,7 +783,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.write(chunk)
             self.wfile.flush()
             if truncate is not None:
-                with _quiet():
+                with contextlib.suppress(OSError):
                     self.connection.shutdown(socket.SHUT_RDWR)
         except (BrokenPipeError, ConnectionResetError, TimeoutError, OSError):
             self.close_connection = True
@@ -843,16 +844,6 @@ def _error_page(status: int) -> Reply:
     return detail_reply(status, phrase)
 
 
-class _quiet:
-    """Ignore socket errors while closing: the peer may already be gone."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: object, value: object, traceback: object) -> bool:
-        return isinstance(value, OSError)
-
-
 # --- the server and the in-process simulator -------------------------------------
 
 
@@ -892,7 +883,7 @@ class _Server(ThreadingHTTPServer):
         with self._live_lock:
             live = list(self._live.items())
         for _, sock in live:
-            with _quiet():
+            with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
         deadline = time.monotonic() + timeout
         for thread, _ in live:
