@@ -273,7 +273,37 @@ def test_post_step_without_state_does_nothing(action_env: ActionEnv, simulator: 
     code, stdout = post(dict(action_env.env))
     assert code == 0
     assert stdout.splitlines()[-1] == "The main step queued no eCTF flow; nothing to cancel."
-    assert simulator.requests == []
+    assert [(r.method, r.path) for r in simulator.requests] == [("GET", "/api/flow/test/")]
+
+
+def test_post_step_without_state_cancels_the_flow_of_this_commit(
+    action_env: ActionEnv, simulator: Simulator
+) -> None:
+    """The main step was killed while its queue request was on its way: no id was saved,
+    but the flow exists and holds the slot."""
+    action_env.set_inputs(commit=HANG_SHA)
+    with EctfClient(simulator.url, simulator.token) as client:
+        flow_id = client.queue_flow(
+            "test", {"git_url": "ssh://git@github.com/a/b.git", "commit_hash": HANG_SHA}
+        )
+    code, stdout = post(dict(action_env.env))
+    assert code == 0
+    assert f"Cancelled the test flow {flow_id}" in stdout
+    flow = simulator.engine.flow(flow_id)
+    assert flow is not None and flow.statuses["build"] == "canceled"
+
+
+def test_post_step_without_state_leaves_another_commits_flow_alone(
+    action_env: ActionEnv, simulator: Simulator
+) -> None:
+    with EctfClient(simulator.url, simulator.token) as client:
+        client.queue_flow(
+            "test", {"git_url": "ssh://git@github.com/a/b.git", "commit_hash": HANG_SHA}
+        )
+    code, stdout = post(dict(action_env.env))  # this run's commit is another one
+    assert code == 0
+    assert stdout.splitlines()[-1] == "The main step queued no eCTF flow; nothing to cancel."
+    assert not any(r.path.endswith("/cancel/") for r in simulator.requests)
 
 
 def test_post_step_cancels_an_active_flow(action_env: ActionEnv, simulator: Simulator) -> None:

@@ -342,8 +342,7 @@ def post_command(
         commands.add_mask(candidate)
     flow_id = env.get("STATE_flow_id", "").strip()
     if not flow_id:
-        commands.info("The main step queued no eCTF flow; nothing to cancel.")
-        return EXIT_OK
+        return _cancel_unsaved_flow(commands, env, client_factory)
     try:
         flow = parse_flow_name(env.get("STATE_flow", "").strip() or "test", name="STATE_flow")
         if not is_uuid(flow_id):
@@ -358,6 +357,49 @@ def post_command(
         commands.info(f"No token to cancel the {flow} flow {flow_id} with; nothing done.")
         return EXIT_OK
     return _cancel_saved_flow(commands, client_factory, config.api_url, config.token, flow, flow_id)
+
+
+NOTHING_QUEUED = "The main step queued no eCTF flow; nothing to cancel."
+
+
+def _cancel_unsaved_flow(
+    commands: WorkflowCommands, env: Mapping[str, str], client_factory: ClientFactory | None
+) -> int:
+    """No flow id was saved, yet the main step may have been killed while its queue request
+    was on its way (the runner kills a step 10 s after asking it to stop). A flow of this
+    commit that is active now is that one, or one the main step would have followed:
+    cancel it, so the team's slot is not held by a run that no longer exists."""
+    try:
+        settings = load_settings({}, env, home=_home(env), cwd=Path.cwd())
+    except InvalidInput:
+        commands.info(NOTHING_QUEUED)
+        return EXIT_OK
+    if not settings.token:
+        commands.info(NOTHING_QUEUED)
+        return EXIT_OK
+    remote = settings.flow == "remote"
+    try:
+        client = (client_factory or _post_client)(settings.api_url, settings.token)
+        try:
+            active = client.find_active_flow(settings.flow, None if remote else settings.commit)
+        finally:
+            client.close()
+    except EctfError as exc:
+        commands.warning(
+            f"Could not look for a {settings.flow} flow the main step may have queued: {exc}",
+            title="eCTF post step",
+        )
+        return EXIT_OK
+    if active is None or (remote and active.params.get("target_team") != settings.target_team):
+        commands.info(NOTHING_QUEUED)
+        return EXIT_OK
+    commands.info(
+        f"The main step saved no flow id, but the {settings.flow} flow {active.id} of this "
+        f"{'target' if remote else 'commit'} is active: it was queued as the step stopped."
+    )
+    return _cancel_saved_flow(
+        commands, client_factory, settings.api_url, settings.token, settings.flow, active.id
+    )
 
 
 def _cancel_saved_flow(
