@@ -4,6 +4,13 @@ Each rule has its own random stream, seeded from the scenario's seed and the rul
 position, and draws the same number of values for every request it matches. So a run
 of the same requests in the same order repeats exactly, and adding a rule never
 changes what another rule does.
+
+Besides the transport faults (an error status, a 429, a dropped connection, latency, a
+truncated body) a rule can change the shape of a reply: a proxy's HTML page (`html`), a
+200 that is not JSON (`not_json`), a flow document with fields removed, added or
+contradicting each other (`mangle`), a flow that is gone (`vanish`), a download that
+stops sending for a while (`stall`). These change only what is sent, never the state
+of the simulated server.
 """
 
 from __future__ import annotations
@@ -14,9 +21,46 @@ import re
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
-FAULT_KINDS: Final = ("error", "rate_limit", "drop", "latency", "truncate")
+FAULT_KINDS: Final = (
+    "error",
+    "rate_limit",
+    "drop",
+    "latency",
+    "truncate",
+    "html",
+    "not_json",
+    "mangle",
+    "vanish",
+    "stall",
+)
+REPLACING_KINDS: Final = ("error", "rate_limit", "drop", "html", "not_json", "vanish")
+STALL_THEN: Final = ("continue", "close")
+
+
+@dataclass(frozen=True)
+class Mangle:
+    """How a flow document is changed on its way out (the flow and each of its jobs).
+
+    `drop_fields` are removed wherever they occur, `extra_fields` added to the flow and
+    to every job, `unknown_status` replaces the status of every job that has not
+    finished, `completed` overrides the flow's flag.
+    """
+
+    drop_fields: tuple[str, ...] = ()
+    extra_fields: tuple[tuple[str, Any], ...] = ()
+    unknown_status: str | None = None
+    completed: bool | None = None
+
+
+@dataclass(frozen=True)
+class Stall:
+    """A download that sends `fraction` of its body, then nothing for `seconds`."""
+
+    fraction: float
+    seconds: float
+    close: bool
 
 
 @dataclass(frozen=True)
@@ -41,10 +85,15 @@ class FaultRule:
     skip: int = 0
     limit: int | None = None
     phase: str = "before"
+    mangle: Mangle | None = None
+    stall_seconds: float = 1.0
+    stall_close: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {self.kind!r}")
+        if self.kind == "mangle" and self.mangle is None:
+            raise ValueError("a mangle rule needs a Mangle")
 
     def matches(self, method: str, path: str) -> bool:
         if self.methods is not None and method.upper() not in self.methods:
@@ -54,7 +103,8 @@ class FaultRule:
 
 @dataclass(frozen=True)
 class FiredFault:
-    """A fault that replaces the reply: an error status, a 429, or a dropped connection."""
+    """A fault that replaces the reply: an error status, a 429, a dropped connection, an
+    HTML page, a body that is not JSON, or a 404 for a flow that vanished."""
 
     kind: str
     status: int | None = None
@@ -62,8 +112,8 @@ class FiredFault:
 
     @property
     def label(self) -> str:
-        if self.kind == "error":
-            return f"error:{self.status}"
+        if self.kind in ("error", "html"):
+            return f"{self.kind}:{self.status}"
         return self.kind
 
 
@@ -75,6 +125,8 @@ class FaultDecision:
     before: FiredFault | None = None
     after: FiredFault | None = None
     truncate: float | None = None
+    mangles: tuple[Mangle, ...] = ()
+    stall: Stall | None = None
     labels: tuple[str, ...] = field(default=())
 
     @property
@@ -110,6 +162,8 @@ class FaultInjector:
         before: FiredFault | None = None
         after: FiredFault | None = None
         truncate: float | None = None
+        mangles: list[Mangle] = []
+        stall: Stall | None = None
         labels: list[str] = []
         with self._lock:
             for state in self._states:
@@ -133,9 +187,17 @@ class FaultInjector:
                         continue
                     truncate = rule.fraction
                     labels.append("truncate")
+                elif rule.kind == "mangle" and rule.mangle is not None:
+                    mangles.append(rule.mangle)
+                    labels.append("mangle")
+                elif rule.kind == "stall":
+                    if stall is not None:
+                        continue
+                    stall = Stall(rule.fraction, rule.stall_seconds, rule.stall_close)
+                    labels.append("stall")
                 else:
                     fired = _fire(rule, pick)
-                    if rule.phase == "after" and rule.kind != "rate_limit":
+                    if rule.phase == "after" and rule.kind in ("error", "drop"):
                         if after is not None:
                             continue
                         after = fired
@@ -148,15 +210,53 @@ class FaultInjector:
         if not labels:
             return NO_FAULT
         return FaultDecision(
-            latency=latency, before=before, after=after, truncate=truncate, labels=tuple(labels)
+            latency=latency,
+            before=before,
+            after=after,
+            truncate=truncate,
+            mangles=tuple(mangles),
+            stall=stall,
+            labels=tuple(labels),
         )
 
 
 def _fire(rule: FaultRule, pick: int) -> FiredFault:
-    if rule.kind == "drop":
-        return FiredFault("drop")
+    if rule.kind in ("drop", "not_json", "vanish"):
+        return FiredFault(rule.kind)
+    if rule.kind == "html":
+        return FiredFault("html", status=rule.statuses[pick])
     if rule.kind == "rate_limit":
         return FiredFault(
             "rate_limit", status=rule.statuses[pick], retry_after=math.ceil(rule.retry_after)
         )
     return FiredFault("error", status=rule.statuses[pick])
+
+
+FINISHED_STATUSES: Final = frozenset({"succeeded", "failed", "canceled"})
+
+
+def mangle_document(document: Any, mangles: Sequence[Mangle]) -> Any:
+    """A flow, or a list of flows, changed by *mangles* (a new object; the input is kept)."""
+    if isinstance(document, list):
+        return [mangle_document(item, mangles) for item in document]
+    if not isinstance(document, dict):
+        return document
+    flow = dict(document)
+    jobs = [dict(job) if isinstance(job, dict) else job for job in flow.get("jobs") or []]
+    for mangle in mangles:
+        for job in jobs:
+            if not isinstance(job, dict):
+                continue
+            if mangle.unknown_status is not None and job.get("status") not in FINISHED_STATUSES:
+                job["status"] = mangle.unknown_status
+            job.update(mangle.extra_fields)
+            for name in mangle.drop_fields:
+                job.pop(name, None)
+        if mangle.completed is not None:
+            flow["completed"] = mangle.completed
+        flow.update(mangle.extra_fields)
+        for name in mangle.drop_fields:
+            flow.pop(name, None)
+    if "jobs" in flow:
+        flow["jobs"] = jobs
+    return flow

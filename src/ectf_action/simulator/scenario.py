@@ -23,7 +23,7 @@ from typing import Any, Final
 
 import yaml
 
-from .faults import FAULT_KINDS, FaultRule
+from .faults import FAULT_KINDS, STALL_THEN, FaultRule, Mangle
 
 FLOW_TYPES: Final = ("clone", "test", "submit", "remote")
 ARTIFACT_KINDS: Final = ("log", "text", "random", "zeros", "port", "content")
@@ -753,25 +753,54 @@ def _parse_fault(where: str, data: object) -> FaultRule:
             "skip",
             "limit",
             "phase",
+            "drop_fields",
+            "extra_fields",
+            "unknown_status",
+            "completed",
+            "seconds",
+            "then",
         ),
     )
     kind = section.choice("kind", FAULT_KINDS, "error")
+    _only_for(
+        section, kind, "mangle", ("drop_fields", "extra_fields", "unknown_status", "completed")
+    )
+    _only_for(section, kind, "stall", ("seconds", "then"))
+    if section.has("phase") and kind in SHAPE_KINDS:
+        raise ScenarioError(f"{section.at('phase')}: only an `error` or `drop` rule has a phase")
     statuses: tuple[int, ...] = (500,)
     if section.has("statuses"):
         raw = section.raw("statuses")
         values = [raw] if isinstance(raw, int) and not isinstance(raw, bool) else raw
         if not isinstance(values, list) or not values:
             raise ScenarioError(f"{section.at('statuses')}: expected a list of status codes")
+        lowest = 200 if kind == "html" else 400  # a captive portal's page is a 200
         for index, status in enumerate(values):
-            if isinstance(status, bool) or not isinstance(status, int) or not 400 <= status <= 599:
+            if (
+                isinstance(status, bool)
+                or not isinstance(status, int)
+                or not lowest <= status <= 599
+            ):
                 raise ScenarioError(
-                    f"{section.at('statuses')}[{index}]: expected a status code 400-599"
+                    f"{section.at('statuses')}[{index}]: expected a status code {lowest}-599"
                 )
         statuses = tuple(values)
     if kind == "rate_limit" and not section.has("statuses"):
         statuses = (429,)
+    if kind == "html" and not section.has("statuses"):
+        statuses = (502,)
+    if section.has("statuses") and kind in SHAPE_KINDS and kind != "html":
+        raise ScenarioError(
+            f"{section.at('statuses')}: only an `error`, `rate_limit` or `html` rule has statuses"
+        )
     methods = section.strings("methods")
     path = section.optional_string("path")
+    if path is None and kind == "vanish":
+        path = VANISH_PATH
+    if path is None and kind == "mangle":
+        path = MANGLE_PATH
+    if path is None and kind == "stall":
+        path = DOWNLOAD_PATH
     try:
         pattern = re.compile(path) if path is not None else None
     except re.error as exc:
@@ -794,4 +823,44 @@ def _parse_fault(where: str, data: object) -> FaultRule:
         skip=section.integer("skip", 0),
         limit=None if limit is None else section.integer("limit", None),
         phase=section.choice("phase", ("before", "after"), "before"),
+        mangle=_parse_mangle(section) if kind == "mangle" else None,
+        stall_seconds=section.number("seconds", 1.0),
+        stall_close=section.choice("then", STALL_THEN, "continue") == "close",
     )
+
+
+# The kinds that change a reply's shape (no phase; only `html` has statuses).
+SHAPE_KINDS: Final = ("html", "not_json", "mangle", "vanish", "stall")
+# A flow's own routes (details, cancel, a job's output or input); not the list.
+VANISH_PATH: Final = r"^/api/flow/[^/]+/[^/]+/"
+# A job's output and a package: the routes that stream a file.
+DOWNLOAD_PATH: Final = r"^/api/(flow/[^/]+/job|package)/[^/]+/$"
+# The flow list and a flow's details (other routes have no flow document to change).
+MANGLE_PATH: Final = r"^/api/flow/[^/]+/([^/]+/)?$"
+
+
+def _only_for(section: _Section, kind: str, owner: str, keys: Sequence[str]) -> None:
+    """Keys that belong to one kind of fault are an error on any other."""
+    if kind == owner:
+        return
+    for key in keys:
+        if section.has(key):
+            raise ScenarioError(f"{section.at(key)}: only a `{owner}` rule has this key")
+
+
+def _parse_mangle(section: _Section) -> Mangle:
+    drop_fields = section.strings("drop_fields")
+    extra = section.raw("extra_fields")
+    if extra is not None and not isinstance(extra, Mapping):
+        raise ScenarioError(f"{section.at('extra_fields')}: expected a mapping, got {_kind(extra)}")
+    extra_fields = tuple((str(key), value) for key, value in (extra or {}).items())
+    unknown_status = section.optional_string("unknown_status")
+    if unknown_status is not None and not unknown_status.strip():
+        raise ScenarioError(f"{section.at('unknown_status')}: must not be empty")
+    completed = section.boolean("completed", False) if section.has("completed") else None
+    if not (drop_fields or extra_fields or unknown_status is not None or completed is not None):
+        raise ScenarioError(
+            f"{section.where}: a `mangle` rule needs drop_fields, extra_fields, "
+            "unknown_status or completed"
+        )
+    return Mangle(drop_fields, extra_fields, unknown_status, completed)

@@ -14,13 +14,19 @@ Requests are answered the way the real FastAPI app answers them, in its order:
 
 Downloads stream from disk in chunks, paced to `downloads.bandwidth_mbps` per
 connection when the scenario sets it; a truncation fault sends the full Content-Length
-and then only part of the bytes before closing the connection.
+and then only part of the bytes before closing the connection, a stall fault sends part
+of them and then nothing for a while.
+
+Faults that change a reply's shape act on the reply only, after the engine answered:
+`mangle` rewrites the flow documents of the list and details routes, `html`, `not_json`
+and `vanish` replace the reply (a proxy's page, a 200 that is not JSON, a 404).
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import json
 import re
 import signal
@@ -38,7 +44,7 @@ from typing import Any, Final, TextIO
 
 from ..errors import InvalidInput
 from .engine import ApiFailure, Engine
-from .faults import FaultDecision, FaultInjector, FiredFault
+from .faults import FaultDecision, FaultInjector, FiredFault, Stall, mangle_document
 from .multipart import MultipartError, boundary_of, parse_multipart
 from .scenario import FLOW_TYPES, Scenario, ScenarioError, default_scenario, load_scenario
 
@@ -53,6 +59,10 @@ RECORDED_BODY_BYTES: Final = 64 * 1024
 ARTIFACT_WAIT_SECONDS: Final = 600.0
 PNG_MAGIC: Final = b"\x89PNG\r\n\x1a\n"
 PDF_MAGIC: Final = b"%PDF-"
+NOT_JSON_BODY: Final = (
+    b"upstream connect error or disconnect/reset before headers. reset reason: connection failure"
+)
+FLOW_DOCUMENT_ENDPOINTS: Final = frozenset({"list_flows", "flow_details"})
 _ENUM_TEXT: Final = ", ".join(f"'{name}'" for name in FLOW_TYPES[:-1]) + f" or '{FLOW_TYPES[-1]}'"
 _UUID_RE = re.compile(
     r"^(?:urn:uuid:)?\{?([0-9a-fA-F]{8})-?([0-9a-fA-F]{4})-?([0-9a-fA-F]{4})-?"
@@ -357,6 +367,13 @@ class _Handler(BaseHTTPRequestHandler):
         if decision.after is not None:
             self._fault_reply(method, path, split.query, decision.after, decision, started, body)
             return
+        if decision.mangles:
+            changed = _mangled(reply, method, path, decision)
+            if changed is None:
+                labels = tuple(x for x in decision.labels if x != "mangle")
+                decision = dataclasses.replace(decision, labels=labels)
+            else:
+                reply = changed
         self._finish(method, path, split.query, reply, decision, started, body)
 
     def _read_body(self, limit: int) -> bytes:
@@ -727,6 +744,12 @@ class _Handler(BaseHTTPRequestHandler):
                 "Too Many Requests",
                 {"Retry-After": str(fault.retry_after or 0)},
             )
+        elif fault.kind == "html":
+            reply = _html_page(fault.status or 502)
+        elif fault.kind == "not_json":
+            reply = Reply(200, NOT_JSON_BODY, "text/plain")
+        elif fault.kind == "vanish":
+            reply = detail_reply(404, "Job not found" if "/job/" in path else "Flow not found")
         else:
             reply = _error_page(fault.status or 500)
         self._finish(
@@ -744,8 +767,11 @@ class _Handler(BaseHTTPRequestHandler):
         body: bytes,
     ) -> None:
         truncate = decision.truncate if reply.status < 300 and reply.length else None
-        applied = [x for x in decision.labels if x != "truncate" or truncate is not None]
-        label = ",".join(applied) or None
+        stall = decision.stall if reply.status < 300 and reply.file is not None else None
+        unused = {"truncate"} if truncate is None else set()
+        if stall is None:
+            unused.add("stall")
+        label = ",".join(x for x in decision.labels if x not in unused) or None
         # Recorded before sending, so a client that has its reply finds the record.
         self.server.simulator.record(
             RequestRecord(
@@ -760,9 +786,11 @@ class _Handler(BaseHTTPRequestHandler):
                 time.monotonic() - started,
             )
         )
-        self._send(reply, method, truncate)
+        self._send(reply, method, truncate, stall)
 
-    def _send(self, reply: Reply, method: str, truncate: float | None) -> None:
+    def _send(
+        self, reply: Reply, method: str, truncate: float | None, stall: Stall | None = None
+    ) -> None:
         try:
             length = reply.length
             self.send_response(reply.status)
@@ -772,21 +800,43 @@ class _Handler(BaseHTTPRequestHandler):
                 self.send_header(name, value)
             if reply.status not in (204, 304):
                 self.send_header("Content-Length", str(length))
-            if self.close_connection or truncate is not None:
+            if self.close_connection or truncate is not None or (stall and stall.close):
                 self.send_header("Connection", "close")
                 self.close_connection = True
             self.end_headers()
             if method == "HEAD" or reply.status in (204, 304):
                 return
             limit = length if truncate is None else int(length * truncate)
+            stall_at = None if stall is None else int(length * stall.fraction)
+            sent = 0
             for chunk in self._chunks(reply, limit):
+                if stall_at is not None and sent + len(chunk) >= stall_at:
+                    head = stall_at - sent
+                    self.wfile.write(chunk[:head])
+                    self.wfile.flush()
+                    sent, chunk, stall_at = stall_at, chunk[head:], None
+                    if not self._stall(stall):
+                        return
                 self.wfile.write(chunk)
+                sent += len(chunk)
             self.wfile.flush()
             if truncate is not None:
                 with contextlib.suppress(OSError):
                     self.connection.shutdown(socket.SHUT_RDWR)
         except (BrokenPipeError, ConnectionResetError, TimeoutError, OSError):
             self.close_connection = True
+
+    def _stall(self, stall: Stall | None) -> bool:
+        """Send nothing for the stall's seconds; False when the connection is then closed."""
+        stopping = self.server.simulator.engine.stopping
+        if stall is None:
+            return True
+        if stopping.wait(stall.seconds) or stall.close:
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
+            return False
+        return True
 
     def _chunks(self, reply: Reply, limit: int) -> Iterator[bytes]:
         if reply.file is None:
@@ -828,6 +878,29 @@ def _apply_range(reply: Reply, header: str, size: int) -> Reply:
     reply.file_range = (start, end)
     reply.headers["Content-Range"] = f"bytes {start}-{end}/{size}"
     return reply
+
+
+def _mangled(reply: Reply, method: str, path: str, decision: FaultDecision) -> Reply | None:
+    """The reply with its flow document(s) changed, for the list and details routes;
+    None when this reply has no flow document."""
+    if reply.status != 200 or reply.file is not None or method != "GET":
+        return None
+    route = resolve(method, path).route
+    if route is None or route.endpoint not in FLOW_DOCUMENT_ENDPOINTS:
+        return None
+    document = mangle_document(json.loads(reply.body), decision.mangles)
+    return json_reply(200, document, reply.headers)
+
+
+def _html_page(status: int) -> Reply:
+    """A reverse proxy's error page, whatever the status."""
+    phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
+    page = (
+        f"<html>\r\n<head><title>{status} {phrase}</title></head>\r\n<body>\r\n"
+        f"<center><h1>{status} {phrase}</h1></center>\r\n<hr><center>nginx</center>\r\n"
+        "</body>\r\n</html>\r\n"
+    )
+    return Reply(status, page.encode(), "text/html")
 
 
 def _error_page(status: int) -> Reply:
