@@ -10,6 +10,8 @@ contract's status and exit code. Never a traceback, never the token anywhere.
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +43,9 @@ DOWNLOAD_PATH = r"/job/"
 READ_TIMEOUT = 0.3  # seconds a stalled download is waited for
 
 
-def scenario(faults: list[dict[str, Any]], token: str) -> Scenario:
+def scenario(
+    faults: list[dict[str, Any]], token: str, extra_jobs: list[dict[str, Any]] | None = None
+) -> Scenario:
     """A three-job test flow with the same bytes in every run, and *faults*."""
 
     def job(name: str, needs: list[str], *extra: dict[str, Any]) -> dict[str, Any]:
@@ -64,6 +68,7 @@ def scenario(faults: list[dict[str, Any]], token: str) -> Scenario:
                             {"name": "hsm.bin", "kind": "random", "size": "96KiB"},
                         ),
                         job("test_functional", ["build"]),
+                        *(extra_jobs or []),
                     ],
                 }
             },
@@ -98,10 +103,11 @@ def run(
     commit: str | None = None,
     client_factory: Callable[[str, str], EctfClient] | None = None,
     timeout_minutes: float = TIMEOUT_MINUTES,
+    extra_jobs: list[dict[str, Any]] | None = None,
 ) -> Outcome:
     token = distinctive_token()
     scanner = SecretScanner()
-    with Simulator(scenario(faults, token)) as simulator:
+    with Simulator(scenario(faults, token, extra_jobs)) as simulator:
         environment = ActionEnv(root, token, simulator.url, scanner)
         environment.set_inputs(
             **{"poll-interval": POLL_SECONDS, "timeout-minutes": str(timeout_minutes)}
@@ -245,3 +251,26 @@ def test_downloads_that_always_stall_cost_the_artifacts_not_the_result(
     warnings = outcome.ran.commands("warning")
     assert len(warnings) == 3 and all("artifacts not downloaded" in w for w in warnings), warnings
     assert outcome.ran.seconds < 15
+
+
+def test_a_job_added_mid_run_is_followed_reported_and_fetched(tmp_path: Path) -> None:
+    late = {
+        "name": "late-job",
+        "duration": 2,
+        "appears_after": 8,  # listed while build runs or later
+        "outcome": "failed",
+        "artifacts": [{"name": "late-job.log", "text": "late\n"}],
+    }
+    outcome = run(tmp_path, [], extra_jobs=[late])
+    assert outcome.ran.code == 1, outcome.context
+    assert outcome.outputs["status"] == "failed"
+    assert outcome.outputs["failed-jobs"] == "late-job"
+    jobs = [job["name"] for job in json.loads(outcome.outputs["jobs"])]
+    assert jobs == ["pull-repo", "build", "test_functional", "late-job"]
+    assert outcome.files["late-job/late-job.log"] == b"late\n"
+    lines = outcome.ran.stdout.splitlines()
+    first_seen = next(i for i, line in enumerate(lines) if "late-job" in line)
+    build_ran = next(
+        i for i, line in enumerate(lines) if re.search(r"build +queued -> running", line)
+    )
+    assert first_seen > build_ran, "the late job was listed from the start"

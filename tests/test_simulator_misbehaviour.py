@@ -330,3 +330,43 @@ def test_a_seeded_run_of_shape_faults_repeats(stopper: list[Simulator]) -> None:
     assert {200, 502, 503} <= statuses
     texts = {text for status, text in runs[0] if status == 200}
     assert {"[]"} < texts  # some plain lists, some not JSON
+
+
+# --- jobs added mid-run ------------------------------------------------------------
+
+
+def test_a_job_that_appears_after_a_while_is_listed_and_started_then(
+    stopper: list[Simulator],
+) -> None:
+    text = (
+        "time_scale: 0.02\n"
+        "flows:\n  test:\n    jobs:\n"
+        "      - {name: early, duration: 1}\n"
+        "      - {name: late, duration: 1, appears_after: 20, artifacts: [{name: late.log}]}\n"
+    )
+    sim = Simulator(load_scenario(text)).start()
+    stopper.append(sim)
+    flow_id = queue(sim)
+    path = f"/api/flow/test/{flow_id}/"
+    first = get(sim, path).json()
+    assert [job["name"] for job in first["jobs"]] == ["early"]
+    assert not first["completed"]
+    (listed,) = get(sim, "/api/flow/test/").json()
+    assert [job["name"] for job in listed["jobs"]] == ["early"]
+    sim.engine.wait_for_job(flow_id, "early", "succeeded", 5)
+    assert snapshot(sim, flow_id).job("late").status == "queued"  # not started before it appears
+    sim.engine.wait_completed(flow_id, 5)
+    jobs = {job["name"]: job for job in get(sim, path).json()["jobs"]}
+    assert list(jobs) == ["early", "late"]
+    assert jobs["late"]["status"] == "succeeded" and jobs["late"]["has_artifacts"]
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [("-1", "must be a number >= 0"), ("soon", "expected a number, got a string")],
+)
+def test_a_bad_appears_after_names_the_key(value: str, message: str) -> None:
+    text = f"flows:\n  test:\n    jobs:\n      - {{name: a, appears_after: {value}}}\n"
+    with pytest.raises(ScenarioError) as caught:
+        load_scenario(text)
+    assert "flows.test.jobs[0].appears_after: " + message in str(caught.value)

@@ -70,6 +70,7 @@ class JobSnapshot:
     has_artifacts: bool
     private: bool
     inputs: tuple[Mapping[str, Any], ...] = ()
+    listed: bool = True  # False for a job added later (`appears_after`) that is not there yet
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -101,7 +102,7 @@ class FlowSnapshot:
             "name": self.name,
             "completed": self.completed,
             "params": dict(self.params),
-            "jobs": [job.to_json() for job in self.jobs],
+            "jobs": [job.to_json() for job in self.jobs if job.listed],
         }
 
     def job(self, name: str) -> JobSnapshot:
@@ -528,7 +529,12 @@ class Engine:
                     return flow, job
         raise ApiFailure(404, "Job not found")
 
+    def _appears_at(self, flow: _Flow, job: _Job) -> float:
+        """When a job added mid-run is listed, and may start (at once for the others)."""
+        return flow.created + self._scaled(job.spec.appears_after or 0.0)
+
     def _snapshot(self, flow: _Flow) -> FlowSnapshot:
+        now = self._clock()
         return FlowSnapshot(
             id=flow.id,
             team=flow.team,
@@ -545,6 +551,7 @@ class Engine:
                     has_artifacts=job.artifact is not None,
                     private=job.spec.private,
                     inputs=tuple(dict(i) for i in job.inputs),
+                    listed=job.finished or self._appears_at(flow, job) <= now,
                 )
                 for job in flow.jobs
             ),
@@ -582,7 +589,10 @@ class Engine:
                 return True
             if not all(need.status == SUCCEEDED for need in needs):
                 return False
-            start = max([flow.release_at] + [n.finished_at or flow.release_at for n in needs])
+            start = max(
+                [flow.release_at, self._appears_at(flow, job)]
+                + [n.finished_at or flow.release_at for n in needs]
+            )
             if start > now:
                 return False
             if job.spec.input is not None:

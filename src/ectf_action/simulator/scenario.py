@@ -105,6 +105,7 @@ class JobSpec:
     resolve_to: str = "succeeded"
     log: str = "generic"
     artifacts: tuple[ArtifactSpec, ...] = ()
+    appears_after: float | None = None  # listed (and started) only this long after queueing
 
 
 @dataclass(frozen=True)
@@ -628,6 +629,7 @@ def _parse_job(data: object, where: str) -> JobSpec:
             "resolve_to",
             "log",
             "artifacts",
+            "appears_after",
         ),
     )
     name = section.string("name", required=True)
@@ -658,6 +660,7 @@ def _parse_job(data: object, where: str) -> JobSpec:
         resolve_to=section.choice("resolve_to", ("succeeded", "failed"), "succeeded"),
         log=section.choice("log", LOG_TEMPLATES, _default_log_template(name)),
         artifacts=artifacts,
+        appears_after=section.optional_number("appears_after"),
     )
 
 
