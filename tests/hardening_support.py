@@ -2,9 +2,10 @@
 the action, a purpose-built eCTF server whose replies a test scripts, and the checks
 (no token anywhere, no workflow command from server text, nothing outside its folder).
 
-The scripted server exists for what the simulator cannot do (yet): serve an exact zip
-as a job's output, answer with bodies of the wrong shape, make a flow vanish, or send a
-download slowly enough to interrupt it.
+The scripted server exists for what the simulator does not do: serve an exact zip (the
+hostile corpus) as a job's output, and script each reply of a test exactly. Bodies of the
+wrong shape, a flow that vanishes and stalled downloads are simulator faults now
+(tests/test_hardening_simulated.py).
 """
 
 from __future__ import annotations

@@ -193,16 +193,13 @@ def test_shape_trouble_that_passes_gives_the_fault_free_result(
     assert outcome.ran.seconds < TIMEOUT_MINUTES * 60 * CLOCK_FACTOR
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a job without has_artifacts is taken as having none: its output is not fetched",
-)
 def test_jobs_without_has_artifacts_still_have_their_output_fetched(
     tmp_path: Path, baseline: Outcome
 ) -> None:
     outcome = run(tmp_path, [{"kind": "mangle", "drop_fields": ["has_artifacts"]}])
     assert outcome.ran.code == 0, outcome.context
     assert outcome.files == baseline.files
+    assert "artifacts not downloaded" not in outcome.ran.stdout
 
 
 # -- trouble that does not pass: a clear error ------------------------------------------------

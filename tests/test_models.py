@@ -100,12 +100,14 @@ def test_bad_queue_reply(body: object) -> None:
     [(True, True), ("true", True), ("false", False), ("False", False), (None, False), (0, False)],
 )
 def test_boolean_fields_are_read_strictly(raw: object, expected: bool) -> None:
-    flow = Flow.from_json(
-        {
-            "id": FLOW_ID,
-            "completed": raw,
-            "jobs": [{"id": "a", "status": "running", "has_artifacts": raw, "private": raw}],
-        }
-    )
+    job = {"id": "a", "status": "running", "has_artifacts": raw, "private": raw}
+    flow = Flow.from_json({"id": FLOW_ID, "completed": raw, "jobs": [job]})
     assert flow.completed is expected
-    assert flow.jobs[0].has_artifacts is expected and flow.jobs[0].private is expected
+    assert flow.jobs[0].private is expected
+    assert flow.jobs[0].has_artifacts is (None if raw is None else expected)
+
+
+def test_a_missing_has_artifacts_is_unknown_not_false() -> None:
+    """Unknown means try the download: a silently skipped log would be a lost result."""
+    flow = Flow.from_json({"id": FLOW_ID, "jobs": [{"id": "a", "status": "failed"}]})
+    assert flow.jobs[0].has_artifacts is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import threading
 import zipfile
@@ -113,6 +114,7 @@ class FakeServer:
         self.download_failures: dict[str, int] = {}  # job name -> failures before success
         self.inputs: list[tuple[str, Mapping[str, Any]]] = []
         self.slot_frees_after = 0.0  # seconds a cancelled flow keeps the slot
+        self.silent_about_artifacts = False  # replies leave out has_artifacts
         self.on_poll: list[tuple[float, threading.Event]] = []  # set the event at that age
         self.api_url = URL
         self._lock = threading.Lock()
@@ -164,7 +166,11 @@ class FakeServer:
         for at, event in self.on_poll:
             if self.clock.now() - fake.created >= at:
                 event.set()
-        return fake.snapshot(self.clock.now())
+        flow_now = fake.snapshot(self.clock.now())
+        if self.silent_about_artifacts:
+            jobs = tuple(dataclasses.replace(job, has_artifacts=None) for job in flow_now.jobs)
+            flow_now = dataclasses.replace(flow_now, jobs=jobs)
+        return flow_now
 
     def cancel_flow(self, flow: str, flow_id: str) -> None:
         with self._lock:
@@ -180,6 +186,8 @@ class FakeServer:
         with self._lock:
             self.calls.append(("download_job_output", flow, job_id))
             job = self._job(job_id)
+            if not job.files:
+                raise BadRequest("GET", f"{URL}/api/flow/{flow}/job/{job_id}/", 400, "No output")
             if self.download_failures.get(job.name, 0) > 0:
                 self.download_failures[job.name] -= 1
                 raise DownloadError(f"download of {job_id} is incomplete: 10 of 20 bytes")
@@ -357,6 +365,24 @@ def test_download_artifacts_none_fetches_nothing(
     assert ran.status is RunStatus.SUCCEEDED
     assert server.count("download_job_output") == 0
     assert not (tmp_path / "ws/ectf-artifacts").exists()
+
+
+def test_jobs_that_do_not_say_whether_they_have_artifacts_are_tried(
+    tmp_path: Path, server: FakeServer, clock: FakeClock
+) -> None:
+    """Unknown means try: the outputs arrive, and a 400 for a job without any is no warning."""
+    server.silent_about_artifacts = True
+    server.next_jobs = [*sample_jobs(), FakeJob("lint", [(0, "running"), (5, "succeeded")], {})]
+    ran = run(tmp_path, server, clock)
+    assert ran.status is RunStatus.SUCCEEDED
+    assert [o.artifacts_dir for o in ran.outcome.result.jobs] == [
+        "ectf-artifacts/pull-repo",
+        "ectf-artifacts/build",
+        "ectf-artifacts/test",
+        None,
+    ]
+    assert all(o.warnings == [] for o in ran.outcome.result.jobs)
+    assert server.count("download_job_output") == 4
 
 
 def test_a_truncated_download_is_retried_with_backoff(

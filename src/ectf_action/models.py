@@ -77,7 +77,7 @@ class Job:
     id: str
     name: str
     status: JobStatus
-    has_artifacts: bool = False
+    has_artifacts: bool | None = False  # None: the server did not say
     private: bool = False
     raw_status: str = ""
 
@@ -98,7 +98,9 @@ class Job:
             id=str(job_id),
             name=str(data.get("name") or job_id),
             status=JobStatus.parse(raw),
-            has_artifacts=_flag(data.get("has_artifacts")),
+            has_artifacts=(
+                None if data.get("has_artifacts") is None else _flag(data["has_artifacts"])
+            ),
             private=_flag(data.get("private")),
             raw_status="" if raw is None else str(raw),
         )

@@ -509,7 +509,11 @@ class Runner:
 
     def _wants_artifacts(self, job: Job) -> bool:
         mode = self.settings.download_artifacts
-        if mode == "none" or job.private or not job.has_artifacts or not job.status.finished:
+        # A job whose reply leaves out has_artifacts is tried: the server answers 400
+        # when there is nothing, and a silently lost log would be worse.
+        if mode == "none" or job.private or job.has_artifacts is False:
+            return False
+        if not job.status.finished:
             return False
         return mode == "all" or job.status is JobStatus.FAILED
 
@@ -587,6 +591,9 @@ class Runner:
             found.log_tail = read_log_tail(dest)
         except Cancelled:
             found.warnings.append("artifacts not downloaded: the run was interrupted")
+        except BadRequest as exc:
+            if job.has_artifacts is not None:  # said it had some, then had none
+                found.warnings.append(f"artifacts not downloaded: {exc}")
         except ApiError as exc:
             found.warnings.append(f"artifacts not downloaded: {exc}")
         except (EctfError, OSError) as exc:
