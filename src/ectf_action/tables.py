@@ -100,7 +100,7 @@ def jobs_table(jobs: Sequence[Job]) -> str:
         (
             clean(job.name, limit=MAX_NAME_WIDTH) + (" (private)" if job.private else ""),
             _job_status(job),
-            "yes" if job.has_artifacts else "no",
+            {True: "yes", False: "no", None: "?"}[job.has_artifacts],
             job.id,
         )
         for job in jobs
