@@ -48,8 +48,6 @@ from ectf_action.simulator import Scenario, Simulator
 
 MIB = benchlib.MIB
 TOKEN = "bench-artifacts-token"
-GIT_URL = "ssh://git@github.com/team/design.git"
-COMMIT = "0123456789abcdef0123456789abcdef01234567"
 GATE_JOB = "organizer_review"
 BUILD_TIMEOUT = 1800.0
 TARGET_RATIO = 3.0
@@ -215,7 +213,9 @@ def start_flow(simulator: Simulator) -> Flow:
     """Queue the flow and wait until every zip is built, so no timing includes that."""
     engine = simulator.engine
     flow_id = engine.queue_flow(
-        simulator.scenario.default, "test", {"git_url": GIT_URL, "commit_hash": COMMIT}
+        simulator.scenario.default,
+        "test",
+        {"git_url": benchlib.GIT_URL, "commit_hash": benchlib.COMMIT},
     )
     snapshot = engine.wait_for_job(flow_id, GATE_JOB, "pending", timeout=60)
     sizes = []
@@ -249,17 +249,7 @@ def run_ours(flow: Flow, workspace: Path, env: dict[str, str], max_mb: int) -> M
     dest = workspace / "ours"
     argv = [
         *benchlib.ectf_command(),
-        "run",
-        "--flow",
-        "test",
-        "--commit",
-        COMMIT,
-        "--git-url",
-        GIT_URL,
-        "--token",
-        TOKEN,
-        "--api-url",
-        flow.simulator.url,
+        *benchlib.run_args(flow.simulator.url, TOKEN),
         "--artifacts-path",
         "ours",
         "--max-artifact-mb",

@@ -29,8 +29,6 @@ from typing import Any
 import benchlib
 
 HELP_BUDGET_MS = 150.0
-COMMIT = "0123456789abcdef0123456789abcdef01234567"
-GIT_URL = "ssh://git@github.com/team/design.git"
 TOKEN = "bench-token-not-secret"
 FIRST_REQUEST_TIMEOUT = 30.0
 TOP_IMPORTS = 15
@@ -128,20 +126,7 @@ def time_to_first_request(
 ) -> tuple[float | None, str]:
     """Seconds from spawning `run` to its first request, or None and the reason."""
     server.reset()
-    argv = [
-        *benchlib.ectf_command(),
-        "run",
-        "--flow",
-        "test",
-        "--commit",
-        COMMIT,
-        "--git-url",
-        GIT_URL,
-        "--token",
-        TOKEN,
-        "--api-url",
-        server.url,
-    ]
+    argv = [*benchlib.ectf_command(), *benchlib.run_args(server.url, TOKEN)]
     started = time.monotonic()
     process = subprocess.Popen(
         argv, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -175,6 +160,21 @@ def python_argv(ectf: Sequence[str]) -> list[str]:
     if len(ectf) == 1:
         return [ectf[0]]
     return ["-m", "ectf_action"]
+
+
+def import_table(entries: Sequence[ImportEntry]) -> str:
+    return benchlib.table(
+        ["module", "cumulative ms", "self ms", "imported by"],
+        [
+            [
+                e.name,
+                f"{e.cumulative_us / 1000:.1f}",
+                f"{e.self_us / 1000:.1f}",
+                e.parent or "(top)",
+            ]
+            for e in entries
+        ],
+    )
 
 
 def import_profile(argv: Sequence[str], env: dict[str, str], cwd: Path) -> list[ImportEntry]:
@@ -285,22 +285,6 @@ def help_phases(env: dict[str, str], cwd: Path, repeats: int) -> dict[str, float
     return {name: benchlib.median([s[i] for s in samples]) for i, name in enumerate(names)}
 
 
-def run_argv(api_url: str) -> list[str]:
-    return [
-        "run",
-        "--flow",
-        "test",
-        "--commit",
-        COMMIT,
-        "--git-url",
-        GIT_URL,
-        "--token",
-        TOKEN,
-        "--api-url",
-        api_url,
-    ]
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     options = benchlib.parser(__doc__.splitlines()[0], repeats=15).parse_args(argv)
     rounds = 1 if options.quick else max(1, options.repeats)
@@ -379,20 +363,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("\n### Import profile of `ectf-action --help` (python -X importtime)\n")
         entries = import_profile([*python_argv(ectf), "--help"], env, cwd)
         top = sorted(entries, key=lambda e: e.cumulative_us, reverse=True)[:TOP_IMPORTS]
-        print(
-            benchlib.table(
-                ["module", "cumulative ms", "self ms", "imported by"],
-                [
-                    [
-                        e.name,
-                        f"{e.cumulative_us / 1000:.1f}",
-                        f"{e.self_us / 1000:.1f}",
-                        e.parent or "(top)",
-                    ]
-                    for e in top
-                ],
-            )
-        )
+        print(import_table(top))
         help_modules = {e.name for e in entries}
         ours = sorted(
             (e for e in entries if e.name.startswith("ectf_action")), key=lambda e: e.name
@@ -410,24 +381,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("no third-party module is imported on the --help path")
 
         with serving() as server:
-            run_entries = import_profile([*python_argv(ectf), *run_argv(server.url)], env, cwd)
+            run_entries = import_profile(
+                [*python_argv(ectf), *benchlib.run_args(server.url, TOKEN)], env, cwd
+            )
         run_modules = {e.name for e in run_entries}
         print("\n### Import profile of `ectf-action run` (to its exit after a 401)\n")
         top = sorted(run_entries, key=lambda e: e.cumulative_us, reverse=True)[:TOP_IMPORTS]
-        print(
-            benchlib.table(
-                ["module", "cumulative ms", "self ms", "imported by"],
-                [
-                    [
-                        e.name,
-                        f"{e.cumulative_us / 1000:.1f}",
-                        f"{e.self_us / 1000:.1f}",
-                        e.parent or "(top)",
-                    ]
-                    for e in top
-                ],
-            )
-        )
+        print(import_table(top))
         print(
             f"\nmodules imported: --help {len(help_modules)}, run {len(run_modules)} "
             f"({len(run_modules - help_modules)} more)"

@@ -187,6 +187,28 @@ def ectf_command() -> list[str]:
     return [sys.executable, "-m", "ectf_action"]
 
 
+# The commit and repository every benchmark's `run` queues the test flow for.
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+GIT_URL = "ssh://git@github.com/team/design.git"
+
+
+def run_args(api_url: str, token: str) -> list[str]:
+    """`run`'s arguments for the test flow of COMMIT, after the program's own argv."""
+    return [
+        "run",
+        "--flow",
+        "test",
+        "--commit",
+        COMMIT,
+        "--git-url",
+        GIT_URL,
+        "--token",
+        token,
+        "--api-url",
+        api_url,
+    ]
+
+
 def clean_env(home: Path, **extra: str) -> dict[str, str]:
     """The environment for a child: ours, minus anything that would make it read a
     real configuration or behave as inside GitHub Actions."""
