@@ -34,38 +34,13 @@ FAIL_SHA = "badc0de5e6f708192a3b4c5d6e7f8091a2b3c4d"  # the default scenario fai
 HANG_SHA = "deadbeef56f708192a3b4c5d6e7f8091a2b3c4d"  # its build runs until canceled
 FAST_SCALE = 0.05  # the default test flow (~10 s of jobs) runs in about half a second
 
-# The contract's defaults, for when action.yml is not there to read.
-CONTRACT_DEFAULTS = {
-    "token": "",
-    "api-url": "https://api.ectf.mitre.org",
-    "flow": "test",
-    "git-url": "",
-    "commit": "",
-    "target-team": "",
-    "params": "",
-    "timeout-minutes": "90",
-    "poll-interval": "auto",
-    "on-conflict": "wait",
-    "on-pending": "exit",
-    "pending-inputs": "",
-    "artifacts-path": "ectf-artifacts",
-    "download-artifacts": "all",
-    "max-artifact-mb": "512",
-    "junit-path": "ectf-junit.xml",
-    "job-summary": "true",
-    "fail-on": "failed,canceled,timed-out",
-    "skip-without-token": "true",
-}
-
 
 def action_defaults() -> dict[str, str]:
-    """Every input's default as the runner fills it in: action.yml's, else the contract's."""
-    try:
-        metadata = yaml.safe_load(ACTION_YML.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return dict(CONTRACT_DEFAULTS)
-    inputs = metadata.get("inputs") or {}
-    return {str(name): str(spec.get("default", "") or "") for name, spec in inputs.items()}
+    """Every input with action.yml's default, as the runner fills them in ("" if none)."""
+    metadata = yaml.safe_load(ACTION_YML.read_text(encoding="utf-8"))
+    return {
+        str(name): str(spec.get("default", "") or "") for name, spec in metadata["inputs"].items()
+    }
 
 
 def input_variable(name: str) -> str:

@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
+from conftest import action_defaults, input_variable
 from ectf_action.models import JobStatus
 
 pytestmark = pytest.mark.container
@@ -164,17 +164,6 @@ class RunnerDirs:
 
     def container_path(self, host_file: Path) -> str:
         return f"/github/file_commands/{host_file.name}"
-
-
-def action_defaults() -> dict[str, str]:
-    """Every input with action.yml's default, as the runner fills them in ("" if none)."""
-    action = yaml.safe_load((ROOT / "action.yml").read_text(encoding="utf-8"))
-    return {name: str(spec.get("default", "")) for name, spec in action["inputs"].items()}
-
-
-def input_variable(name: str) -> str:
-    """The runner's name for an input's variable: upper-cased, spaces to `_`, `-` kept."""
-    return "INPUT_" + name.replace(" ", "_").upper()
 
 
 def runner_environment(dirs: RunnerDirs, inputs: Mapping[str, str]) -> dict[str, str]:
