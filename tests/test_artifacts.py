@@ -15,13 +15,12 @@ from ectf_action.artifacts import (
     MAX_PROBLEMS,
     ExtractLimits,
     ExtractReport,
-    clean_terminal_text,
     extract_zip,
     job_dir_name,
     read_log_tail,
-    tail_text,
 )
 from ectf_action.errors import DownloadError
+from ectf_action.text import clean_terminal_text, tail_text
 
 MIB = 1024 * 1024
 ROOMY = ExtractLimits(max_bytes=64 * MIB, max_files=5000)

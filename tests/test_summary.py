@@ -15,11 +15,10 @@ from ectf_action.results import RunResult, RunStatus
 from ectf_action.summary import (
     DEFAULT_BUDGET,
     MIN_BUDGET,
-    format_size,
     md_text,
     render_summary,
 )
-from ectf_action.text import format_elapsed
+from ectf_action.text import format_elapsed, format_size
 from test_junit import (
     CASES,
     GOLDEN,

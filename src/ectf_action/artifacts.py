@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import IO
 
 from .errors import DownloadError
+from .text import clean_terminal_text, format_limit, tail_text
 
 CHUNK_SIZE = 1024 * 1024
 MAX_COMPONENT_BYTES = 255
@@ -101,11 +102,6 @@ def shown_name(name: str) -> str:
     """A hostile name made safe to print: trimmed, quoted, non-printables escaped."""
     text = name if len(name) <= MAX_SHOWN_NAME else name[: MAX_SHOWN_NAME - 3] + "..."
     return repr(text)
-
-
-def _cap_text(size: int) -> str:
-    mib = 1024 * 1024
-    return f"{size // mib} MiB" if size and size % mib == 0 else f"{size:,} bytes"
 
 
 def _entry_parts(name: str) -> list[str]:
@@ -302,8 +298,9 @@ class _Extraction:
             if not chunk:
                 return written
             if self.report.bytes + written + len(chunk) > self.limits.max_bytes:
+                cap = format_limit(self.limits.max_bytes)
                 raise _CapReached(
-                    f"the {_cap_text(self.limits.max_bytes)} cap on extracted bytes was reached; "
+                    f"the {cap} cap on extracted bytes was reached; "
                     "raise max-artifact-mb to extract everything"
                 )
             try:
@@ -358,45 +355,6 @@ def job_dir_name(job_name: str) -> str:
 
 
 # -- log tails ---------------------------------------------------------------------------
-
-_ANSI = re.compile(
-    r"\x1b\[[0-?]*[ -/]*[@-~]"  # CSI: colours, cursor moves
-    r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"  # OSC: titles, hyperlinks
-    r"|\x1b[PX^_][^\x1b]*(?:\x1b\\)?"  # DCS, SOS, PM, APC strings
-    r"|\x1b[@-Z\\-_]"  # other two-byte escapes
-    r"|\x9b[0-?]*[ -/]*[@-~]"  # 8-bit CSI
-)
-_UNPRINTABLE = re.compile(
-    r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff]"
-)
-
-
-def clean_terminal_text(text: str) -> str:
-    """Terminal output made plain: ANSI escapes removed, carriage-return overwrites
-    resolved as a terminal would show them, control and bidi characters dropped
-    (newline and tab kept)."""
-    text = _ANSI.sub("", text.replace("\r\n", "\n"))
-    if "\r" in text:
-        text = "\n".join(line.rsplit("\r", 1)[-1] for line in text.split("\n"))
-    return _UNPRINTABLE.sub("", text)
-
-
-def tail_text(text: str, max_lines: int, max_bytes: int) -> str:
-    """The last *max_lines* lines of *text*, within *max_bytes* of UTF-8, never cut
-    inside a character. A last line longer than *max_bytes* keeps its end."""
-    if max_lines <= 0 or max_bytes <= 0:
-        return ""
-    lines = text.split("\n")[-max_lines:]
-    kept: list[str] = []
-    size = -1  # no newline before the first line kept
-    for line in reversed(lines):
-        size += len(line.encode("utf-8")) + 1
-        if size > max_bytes:
-            break
-        kept.append(line)
-    if not kept:
-        return lines[-1].encode("utf-8")[-max_bytes:].decode("utf-8", "ignore")
-    return "\n".join(reversed(kept))
 
 
 def _regular_files(job_dir: Path) -> list[tuple[str, str]]:

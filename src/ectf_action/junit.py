@@ -16,9 +16,9 @@ import xml.etree.ElementTree as ET
 
 from junit_xml import TestCase, TestSuite
 
-from .artifacts import clean_terminal_text
 from .models import JobStatus
 from .results import JobOutcome, RunResult, RunStatus
+from .text import clean_terminal_text
 
 MAX_NAME_CHARS = 200
 MAX_MESSAGE_CHARS = 1000

@@ -40,7 +40,7 @@ from .follow import JobChange, follow_flow
 from .models import Flow, Job, JobStatus
 from .results import JobOutcome, RunResult, RunStatus
 from .settings import Settings
-from .text import clean, log_stamp
+from .text import clean, format_size, log_stamp, plural
 
 DOWNLOAD_WORKERS = 4
 DOWNLOAD_ATTEMPTS = 3
@@ -540,7 +540,8 @@ class Runner:
                 self._log_line(f"{name}: {warning}")
             if found.directory is not None:
                 where = self.settings.relative(found.directory)
-                self._log_line(f"{name}: {_files(found.files)}, {_size(found.size)} -> {where}")
+                files, size = plural(found.files, "file"), format_size(found.size)
+                self._log_line(f"{name}: {files}, {size} -> {where}")
 
     def _dir_name(self, job: Job) -> str:
         """`job_dir_name`, made unique should two jobs share a name."""
@@ -771,18 +772,6 @@ def _clear(dest: Path) -> None:
         dest.unlink()
     elif dest.is_dir():
         shutil.rmtree(dest)
-
-
-def _files(count: int) -> str:
-    return "1 file" if count == 1 else f"{count} files"
-
-
-def _size(size: int) -> str:
-    if size < 1024:
-        return f"{size} B"
-    if size < 1024 * 1024:
-        return f"{size / 1024:.1f} KiB"
-    return f"{size / (1024 * 1024):.1f} MiB"
 
 
 def _public_url(url: str) -> str:

@@ -15,10 +15,9 @@ import html
 import re
 from dataclasses import dataclass
 
-from .artifacts import clean_terminal_text, tail_text
 from .models import JobStatus
 from .results import JobOutcome, RunResult
-from .text import format_elapsed
+from .text import clean_terminal_text, format_elapsed, format_size, plural, tail_text
 
 DEFAULT_BUDGET = 256 * 1024
 MIN_BUDGET = 4 * 1024
@@ -75,21 +74,6 @@ def md_code(text: str) -> str:
     return f"`{text}`" if _SAFE_CODE.fullmatch(text) else md_text(text)
 
 
-def format_size(size: int) -> str:
-    if size < 1024:
-        return f"{size} B"
-    value = size / 1024
-    for unit in ("KiB", "MiB"):
-        if value < 1024:
-            return f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} GiB"
-
-
-def _plural(count: int, word: str) -> str:
-    return f"{count:,} {word}{'' if count == 1 else 's'}"
-
-
 def _header(result: RunResult) -> str:
     lines = [f"## eCTF {md_text(result.flow_name)} flow: {result.status.value}", ""]
     if result.message:
@@ -109,7 +93,7 @@ def _header(result: RunResult) -> str:
 def _row(outcome: JobOutcome) -> str:
     if outcome.artifacts_dir or outcome.artifact_files:
         artifacts = (
-            f"{_plural(outcome.artifact_files, 'file')}, {format_size(outcome.artifact_bytes)}"
+            f"{plural(outcome.artifact_files, 'file')}, {format_size(outcome.artifact_bytes)}"
         )
     else:
         artifacts = "none"
@@ -218,7 +202,7 @@ def render_summary(result: RunResult, *, budget: int = DEFAULT_BUDGET) -> str:
             break
         kept_warnings.append(item)
     if len(kept_warnings) < len(warning_items):
-        notes.append(f"{_plural(len(warning_items) - len(kept_warnings), 'warning')} left out")
+        notes.append(f"{plural(len(warning_items) - len(kept_warnings), 'warning')} left out")
     warnings_text = "### Warnings\n\n" + "".join(kept_warnings) + "\n" if kept_warnings else ""
     room -= _size_of(warnings_text)
 
@@ -228,11 +212,11 @@ def render_summary(result: RunResult, *, budget: int = DEFAULT_BUDGET) -> str:
     logs_heading = "### Failed jobs\n\n"
     if table_size + _size_of(logs_heading) + MIN_LOG_BLOCK_BYTES * min(1, len(failed)) > room:
         if failed:
-            notes.append(f"the logs of {_plural(len(failed), 'failed job')} left out")
+            notes.append(f"the logs of {plural(len(failed), 'failed job')} left out")
             failed = []
         kept_rows = _pick_rows(result.jobs, rows, room - _size_of(_TABLE_HEAD) - 1)
         if len(kept_rows) < len(rows):
-            notes.append(f"{_plural(len(rows) - len(kept_rows), 'job row')} left out")
+            notes.append(f"{plural(len(rows) - len(kept_rows), 'job row')} left out")
         rows = [rows[index] for index in kept_rows]
         table_size = _size_of(_TABLE_HEAD) + sum(map(_size_of, rows))
     room -= table_size
@@ -242,7 +226,7 @@ def render_summary(result: RunResult, *, budget: int = DEFAULT_BUDGET) -> str:
         room -= _size_of(logs_heading)
         shown = min(len(failed), max(1, room // MIN_LOG_BLOCK_BYTES))
         if shown < len(failed):
-            notes.append(f"the logs of {_plural(len(failed) - shown, 'failed job')} left out")
+            notes.append(f"the logs of {plural(len(failed) - shown, 'failed job')} left out")
         cut = max(room // shown, min(room, LOG_CUT_CHARS))
         blocks = [_LogBlock.of(outcome, cut) for outcome in failed[:shown]]
         allowances = _share_out([_size_of(block.render()) for block in blocks], room)
@@ -253,7 +237,7 @@ def render_summary(result: RunResult, *, budget: int = DEFAULT_BUDGET) -> str:
             trimmed += was_trimmed
             rendered.append(text)
         if trimmed:
-            notes.append(f"{_plural(trimmed, 'log tail')} shortened")
+            notes.append(f"{plural(trimmed, 'log tail')} shortened")
         logs_text = logs_heading + "".join(rendered)
 
     parts = [header, "\n"]

@@ -1,7 +1,10 @@
-"""Text for people: one-line names and durations, shared by the live log, the CLI and
-the summary. Names come from the server, so they are made safe here once."""
+"""Text for people: one-line names, sizes and durations, and server output made plain,
+shared by the live log, the CLI and every report. Names and logs come from the server,
+so they are made safe here once."""
 
 from __future__ import annotations
+
+import re
 
 
 def clean(text: object, limit: int | None = None) -> str:
@@ -35,3 +38,69 @@ def log_stamp(seconds: float) -> str:
     if hours:
         return f"[{hours}h{minutes:02d}m{secs:02d}s]"
     return f"[{minutes:2d}m{secs:02d}s]"
+
+
+def format_size(size: int) -> str:
+    """A size at a glance: `999 B`, `121.7 KiB`, `3.0 MiB`, `1.2 GiB`."""
+    if size < 1024:
+        return f"{size} B"
+    value = size / 1024
+    for unit in ("KiB", "MiB"):
+        if value < 1024:
+            return f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GiB"
+
+
+def format_limit(size: int) -> str:
+    """A limit the user set, stated exactly (`512 MiB`, `1,000 bytes`): a rounded figure
+    would not say which value to raise."""
+    mib = 1024 * 1024
+    return f"{size // mib} MiB" if size and size % mib == 0 else f"{size:,} bytes"
+
+
+def plural(count: int, word: str) -> str:
+    """`1 file`, `2 files`, `1,024 files`."""
+    return f"{count:,} {word}{'' if count == 1 else 's'}"
+
+
+# -- terminal output from the server ------------------------------------------------------
+
+_ANSI = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]"  # CSI: colours, cursor moves
+    r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"  # OSC: titles, hyperlinks
+    r"|\x1b[PX^_][^\x1b]*(?:\x1b\\)?"  # DCS, SOS, PM, APC strings
+    r"|\x1b[@-Z\\-_]"  # other two-byte escapes
+    r"|\x9b[0-?]*[ -/]*[@-~]"  # 8-bit CSI
+)
+_UNPRINTABLE = re.compile(
+    r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff]"
+)
+
+
+def clean_terminal_text(text: str) -> str:
+    """Terminal output made plain: ANSI escapes removed, carriage-return overwrites
+    resolved as a terminal would show them, control and bidi characters dropped
+    (newline and tab kept)."""
+    text = _ANSI.sub("", text.replace("\r\n", "\n"))
+    if "\r" in text:
+        text = "\n".join(line.rsplit("\r", 1)[-1] for line in text.split("\n"))
+    return _UNPRINTABLE.sub("", text)
+
+
+def tail_text(text: str, max_lines: int, max_bytes: int) -> str:
+    """The last *max_lines* lines of *text*, within *max_bytes* of UTF-8, never cut
+    inside a character. A last line longer than *max_bytes* keeps its end."""
+    if max_lines <= 0 or max_bytes <= 0:
+        return ""
+    lines = text.split("\n")[-max_lines:]
+    kept: list[str] = []
+    size = -1  # no newline before the first line kept
+    for line in reversed(lines):
+        size += len(line.encode("utf-8")) + 1
+        if size > max_bytes:
+            break
+        kept.append(line)
+    if not kept:
+        return lines[-1].encode("utf-8")[-max_bytes:].decode("utf-8", "ignore")
+    return "\n".join(reversed(kept))
