@@ -25,9 +25,10 @@ from conftest import (
     parse_file_commands,
     without_masks,
 )
-from ectf_action.action import add_run_arguments, post_command, run_command
+from ectf_action.action import add_run_arguments, run_command
 from ectf_action.client import EctfClient
 from ectf_action.demo import add_demo_arguments, demo_command
+from ectf_action.post import post_command
 from ectf_action.settings import INPUTS
 from ectf_action.simulator import Scenario, Simulator
 

@@ -26,7 +26,7 @@ from conftest import FAIL_SHA, PUSH_SHA, make_scenario
 from ectf_action import __version__, cli
 from ectf_action.client import EctfClient
 from ectf_action.clock import FakeClock
-from ectf_action.config import DEFAULT_API_URL, Config
+from ectf_action.config import DEFAULT_API_URL
 from ectf_action.models import FLOW_NAMES
 from ectf_action.simulator import Simulator
 
@@ -66,10 +66,10 @@ def run(
     """`main` in-process, over a real client that never sleeps between retries."""
     stdout, stderr = io.StringIO(), io.StringIO()
 
-    def factory(config: Config) -> EctfClient:
+    def factory(api_url: str, token: str) -> EctfClient:
         return EctfClient(
-            config.api_url,
-            config.token,
+            api_url,
+            token,
             retries=0,
             backoff_factor=0,
             queue_attempts=1,
@@ -432,8 +432,10 @@ def test_flows_queue_merges_params(api: responses.RequestsMock, tmp_path: Path) 
             "submit",
             "--commit",
             COMMIT,
+            "--git-url",
+            other_url,
             "--params",
-            f"{{extra: 3, git_url: '{other_url}'}}",
+            "{extra: 3}",
             "--param",
             "note=x=y",
             "--json",
@@ -466,6 +468,22 @@ def test_flows_queue_remote_sends_the_target_team(
         (["test", "--commit", COMMIT, "--params", "[1, 2]"], ENV, "--params: must be a mapping"),
         (["test", "--commit", COMMIT, "--params", "a: [b"], ENV, "--params: not valid YAML"),
         (["test", "--commit", COMMIT, "--param", "novalue"], ENV, "'novalue' is not KEY=VALUE"),
+        # as in the action, the fields with flags of their own come only from those flags
+        (
+            ["test", "--commit", COMMIT, "--params", "{git_url: 'ssh://git@h/o/r.git'}"],
+            ENV,
+            "--params: must not set 'git_url': use --git-url",
+        ),
+        (
+            ["test", "--commit", COMMIT, "--param", f"commit_hash={COMMIT}"],
+            ENV,
+            "--param: must not set 'commit_hash': use --commit",
+        ),
+        (
+            ["remote", "--param", "target_team=mitre"],
+            ENV,
+            "--param: must not set 'target_team': use --target-team",
+        ),
         (["test", "--commit", COMMIT, "--target-team", "mitre"], ENV, "only the remote flow"),
         (["remote"], ENV, "--target-team: the remote flow needs"),
         (["remote", "--target-team", "../admin"], ENV, "must be a plain name"),
@@ -882,7 +900,7 @@ def test_a_reply_of_the_wrong_shape_exits_3(api: responses.RequestsMock, tmp_pat
 
 
 def test_unexpected_exceptions_keep_their_traceback(tmp_path: Path) -> None:
-    def broken_factory(config: Config) -> EctfClient:
+    def broken_factory(api_url: str, token: str) -> EctfClient:
         raise RuntimeError("a bug, not a user error")
 
     with pytest.raises(RuntimeError, match="a bug"):

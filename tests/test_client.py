@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import threading
@@ -18,8 +19,9 @@ import responses
 from responses import matchers
 
 from ectf_action import errors
-from ectf_action.client import BoundedRetry, EctfClient, make_retry
+from ectf_action.client import EctfClient
 from ectf_action.models import JobStatus
+from ectf_action.retry import Attempt, BoundedRetry, RetryPolicy, TryAgain, make_retry
 
 API = "https://api.example.test"
 TOKEN = "tok-9f8e7d6c-secret"
@@ -529,6 +531,103 @@ def test_truncated_download_is_detected_over_real_http(serve, tmp_path: Path) ->
         c.download_job_output("test", JOB_ID, tmp_path / "out.zip")
     assert "broke off" in str(caught.value) or "incomplete" in str(caught.value)
     assert not list(tmp_path.iterdir())
+
+
+class _TruncatingTwice(BaseHTTPRequestHandler):
+    """Breaks the first two downloads off halfway, then sends the whole zip."""
+
+    payload = zip_bytes({"build.log": b"compiled\n" * 2000})
+    served: ClassVar[int] = 0
+
+    def do_GET(self) -> None:
+        type(self).served += 1
+        whole = type(self).served > 2
+        self.send_response(200)
+        self.send_header("Content-Type", "application/zip")
+        self.send_header("Content-Length", str(len(self.payload)))
+        self.end_headers()
+        self.wfile.write(self.payload if whole else self.payload[: len(self.payload) // 2])
+        self.wfile.flush()
+        self.close_connection = True
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_download_that_breaks_off_is_retried_with_backoff(serve, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    _TruncatingTwice.served = 0
+    url = serve(_TruncatingTwice)
+    sleeps: list[float] = []
+    with EctfClient(url, TOKEN, retries=5, backoff_factor=1.0, sleep=sleeps.append) as c:
+        saved = c.download_job_output("test", JOB_ID, tmp_path / "out.zip")
+    assert saved.size == len(_TruncatingTwice.payload) and _TruncatingTwice.served == 3
+    # exponential backoff with up to half the base step of jitter
+    assert len(sleeps) == 2 and 1.0 <= sleeps[0] <= 1.5 and 2.0 <= sleeps[1] <= 2.5
+    assert [p.name for p in tmp_path.iterdir()] == ["out.zip"]
+
+
+def test_a_download_that_keeps_breaking_off_says_how_often_it_was_tried(  # type: ignore[no-untyped-def]
+    serve, tmp_path: Path
+) -> None:
+    url = serve(_Truncating)
+    with (
+        EctfClient(url, TOKEN, retries=2, backoff_factor=0) as c,
+        pytest.raises(
+            errors.DownloadError, match=r"(broke off after|incomplete:) .*\(tried 3 times\)$"
+        ),
+    ):
+        c.download_job_output("test", JOB_ID, tmp_path / "out.zip")
+    assert not list(tmp_path.iterdir())
+
+
+@responses.activate
+def test_a_whole_download_that_is_not_a_zip_is_not_tried_again(
+    client: EctfClient, tmp_path: Path
+) -> None:
+    """Its length matched: another try would fetch the same bytes."""
+    body = b"PK\x03\x04 garbage"
+    responses.get(
+        f"{API}/api/flow/test/job/{JOB_ID}/",
+        body=body,
+        headers={"Content-Length": str(len(body))},
+    )
+    with pytest.raises(errors.DownloadError, match="not a readable zip"):
+        client.download_job_output("test", JOB_ID, tmp_path / "out.zip")
+    assert len(responses.calls) == 1
+
+
+def test_the_retry_policy_backs_off_exponentially_and_honours_retry_after() -> None:
+    policy = RetryPolicy(backoff=1.0, backoff_max=30.0, retry_after_max=60.0)
+    assert [policy.delay(n, jitter=lambda: 0.0) for n in (1, 2, 3, 4, 5, 6, 7)] == [
+        1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0,
+    ]  # fmt: skip
+    assert policy.delay(1, jitter=lambda: 1.0) == 1.5  # jitter: up to half the base step
+    assert policy.delay(3, retry_after=7) == 7.0
+    assert policy.delay(1, retry_after=86400) == 60.0  # a hostile Retry-After is capped
+
+
+def test_the_retry_policy_raises_the_last_error_when_attempts_run_out() -> None:
+    calls: list[Attempt] = []
+    sleeps: list[float] = []
+
+    def operation(attempt: Attempt) -> str:
+        calls.append(dataclasses.replace(attempt))
+        raise TryAgain(errors.TransportError(f"call {attempt.number}"), outcome_unknown=True)
+
+    with pytest.raises(errors.TransportError, match="call 3"):
+        RetryPolicy(attempts=3, backoff=0).call(operation, sleep=sleeps.append)
+    assert [(a.number, a.outcome_unknown) for a in calls] == [(1, False), (2, True), (3, True)]
+    assert len(sleeps) == 2
+
+
+def test_a_cancel_stops_the_retries() -> None:
+    def operation(attempt: Attempt) -> str:
+        raise TryAgain(errors.TransportError("down"))
+
+    with pytest.raises(errors.Cancelled):
+        RetryPolicy(attempts=5, backoff=0).call(
+            operation, sleep=lambda _: None, cancelled=lambda: True
+        )
 
 
 def test_retry_over_real_http_honours_retry_after(serve) -> None:  # type: ignore[no-untyped-def]

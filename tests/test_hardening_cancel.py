@@ -31,9 +31,9 @@ from conftest import (
     make_scenario,
     without_masks,
 )
-from ectf_action.action import post_command
 from ectf_action.client import EctfClient
 from ectf_action.clock import SystemClock
+from ectf_action.post import post_command
 from ectf_action.runner import Runner
 from ectf_action.settings import load_settings
 from ectf_action.simulator import Scenario, Simulator

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from conftest import ActionEnv, SecretScanner, make_scenario
-from ectf_action.action import post_command
 from ectf_action.client import EctfClient
 from ectf_action.errors import InvalidInput
+from ectf_action.post import post_command
 from ectf_action.simulator import Simulator
 from hardening_support import assert_no_leak, run_action
 

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from ectf_action.edges import input_env_names
 from ectf_action.errors import InvalidInput
 from ectf_action.results import RunStatus
 from ectf_action.settings import (
     INPUT_NAMES,
     Settings,
-    input_env_names,
     load_settings,
     token_candidates,
 )

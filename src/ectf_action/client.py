@@ -1,10 +1,12 @@
 """The one place that speaks HTTP to the testing server.
 
-One method per endpoint. Every request has a connect and a read timeout. Idempotent
-requests are retried by urllib3's `Retry` mounted on the session (connection errors,
-429 honouring a bounded `Retry-After`, 500/502/503/504; exponential backoff with jitter).
-POST and PATCH are never retried blindly: queueing a flow after an unknown outcome first
-looks for the flow it may have created, so a team never gets a second flow.
+One method per endpoint. Every request has a connect and a read timeout. Every retry
+is decided here, by one `RetryPolicy` (retry.py): idempotent requests are retried by
+urllib3's `Retry` mounted on the session (connection errors, 429 honouring a bounded
+`Retry-After`, 500/502/503/504), and the client's own loops, under the same policy,
+retry what urllib3 cannot. POST and PATCH are never retried blindly: queueing a flow
+after an unknown outcome first looks for the flow it may have created, so a team never
+gets a second flow. Callers never retry: they report.
 """
 
 from __future__ import annotations
@@ -39,15 +41,19 @@ from .errors import (
     error_class_for,
 )
 from .models import Flow, parse_flow_id
+from .retry import (
+    IDEMPOTENT_METHODS,
+    Attempt,
+    RetryPolicy,
+    TryAgain,
+    is_transient,
+    leaves_outcome_unknown,
+)
 from .settings import check_token
 
 DEFAULT_TIMEOUT = (10.0, 60.0)
 DOWNLOAD_CHUNK = 1024 * 1024
-DOWNLOAD_RETRIES = 2
 CANCEL_CHECK_SECONDS = 0.1
-RETRY_STATUSES = (429, 500, 502, 503, 504)
-IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-_UNKNOWN_OUTCOME_STATUSES = frozenset({500, 502, 503, 504})
 # Only these endpoints are documented to answer 403 (the attack phase); anywhere else a
 # 403 means something else, and the attack-phase advice would mislead.
 _ATTACK_PHASE_PATH = re.compile(r"/api/(package|flag/steal_design)(/|$)")
@@ -57,34 +63,6 @@ _FORBIDDEN_ELSEWHERE = (
 )
 _TAG_RE = re.compile(r"<[^>]+>")
 _SPACE_RE = re.compile(r"\s+")
-
-
-class BoundedRetry(Retry):
-    """urllib3's Retry with `Retry-After` capped, so a hostile header cannot stall a run."""
-
-    MAX_RETRY_AFTER = 60.0
-
-    def get_retry_after(self, response: Any) -> float | None:
-        value = super().get_retry_after(response)
-        return None if value is None else min(value, self.MAX_RETRY_AFTER)
-
-
-def make_retry(retries: int, backoff_factor: float, backoff_max: float = 30.0) -> Retry:
-    return BoundedRetry(
-        total=retries,
-        connect=retries,
-        read=retries,
-        status=retries,
-        other=0,
-        allowed_methods=IDEMPOTENT_METHODS,
-        status_forcelist=RETRY_STATUSES,
-        backoff_factor=backoff_factor,
-        backoff_max=backoff_max,
-        backoff_jitter=backoff_factor / 2,
-        respect_retry_after_header=True,
-        raise_on_status=False,
-        raise_on_redirect=False,
-    )
 
 
 def make_session(retry: Retry, pool_size: int = 8) -> requests.Session:
@@ -124,13 +102,15 @@ class EctfClient:
         retries: int = 5,
         backoff_factor: float = 1.0,
         queue_attempts: int = 4,
+        retry: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         check_token(token)  # a token that cannot go in a header would fail every request
         self.api_url = api_url.rstrip("/")
         self._token = token
         self.timeout = timeout
-        self.retry = make_retry(retries, backoff_factor)
+        self.policy = retry or RetryPolicy.from_counts(retries, queue_attempts, backoff_factor)
+        self.retry = self.policy.session_retry()
         if session is None:
             session = make_session(self.retry)
         else:
@@ -138,10 +118,7 @@ class EctfClient:
             session.mount("http://", adapter)
             session.mount("https://", adapter)
         self._session = session
-        self._queue_attempts = max(1, queue_attempts)
-        self._body_retries = max(0, retries)
         self._sleep = sleep
-        self._backoff_factor = backoff_factor
 
     def __repr__(self) -> str:
         return f"EctfClient(api_url={self.api_url!r})"
@@ -211,40 +188,38 @@ class EctfClient:
         the flow. Before trying again we look for an active flow with the same request;
         a retry that meets 409 does the same. Only then is the conflict reported.
         """
-        outcome_unknown = False
-        last_error: Exception | None = None
-        for attempt in range(self._queue_attempts):
-            if attempt:
-                self._sleep(self._backoff_delay(attempt))
+
+        def attempt(state: Attempt) -> str:
             try:
                 response = self._send("POST", f"flow/{_seg(flow)}", json=dict(body))
             except TransportError as exc:
-                outcome_unknown, last_error = True, exc
                 existing = self._find_active_quietly(flow, body)
                 if existing is not None:
                     return existing.id
-                continue
-            if 200 <= response.status_code < 300:  # 201 documented; a proxy may say 200
+                raise TryAgain(exc, outcome_unknown=True) from None
+            status = response.status_code
+            if 200 <= status < 300:  # 201 documented; a proxy may say 200
                 return self._new_flow_id(flow, body, response)
-            if response.status_code == 409:
-                if outcome_unknown:
+            if status == 409:
+                if state.outcome_unknown:
                     ours = self._find_active(flow, body)
                     if ours is not None:
                         return ours.id
                 active = self._find_active_quietly(flow, {})
                 raise self._error(response, active_flow_id=active.id if active else None)
-            if response.status_code in _UNKNOWN_OUTCOME_STATUSES or response.status_code == 429:
-                outcome_unknown = outcome_unknown or response.status_code != 429
-                last_error = self._error(response)
-                existing = self._find_active_quietly(flow, body) if outcome_unknown else None
+            if is_transient(status):
+                unknown = leaves_outcome_unknown(status)
+                existing = self._find_active_quietly(flow, body) if unknown else None
                 if existing is not None:
                     return existing.id
-                if response.status_code == 429:
-                    self._sleep(_retry_after(response, cap=BoundedRetry.MAX_RETRY_AFTER))
-                continue
+                raise TryAgain(
+                    self._error(response),
+                    outcome_unknown=unknown,
+                    retry_after=_retry_after(response),
+                )
             raise self._error(response)
-        assert last_error is not None
-        raise last_error
+
+        return self.policy.call(attempt, sleep=self._sleep)
 
     def _new_flow_id(self, flow: str, body: Mapping[str, Any], response: requests.Response) -> str:
         """The id in a success reply. The flow exists even when that reply cannot be read,
@@ -277,31 +252,24 @@ class EctfClient:
         """Send an action that the server refuses to repeat (400: already completed, not
         pending). So it is safe to retry after an unknown outcome, and a 400 met then
         means the earlier attempt went through."""
-        outcome_unknown = False
-        for attempt in range(self._queue_attempts):
-            last = attempt == self._queue_attempts - 1
-            if attempt:
-                self._sleep(self._backoff_delay(attempt))
+
+        def attempt(state: Attempt) -> None:
             try:
                 response = self._send_with_fallback(method, paths, payload)
-            except TransportError:
-                if last:
-                    raise
-                outcome_unknown = True
-                continue
+            except TransportError as exc:
+                raise TryAgain(exc, outcome_unknown=True) from None
             status = response.status_code
-            if status < 300:
+            if status < 300 or (status == 400 and state.outcome_unknown):
                 return
-            if status == 400 and outcome_unknown:
-                return
-            if status in _UNKNOWN_OUTCOME_STATUSES or status == 429:
-                if last:
-                    raise self._error(response)
-                outcome_unknown = outcome_unknown or status != 429
-                if status == 429:
-                    self._sleep(_retry_after(response, cap=BoundedRetry.MAX_RETRY_AFTER))
-                continue
+            if is_transient(status):
+                raise TryAgain(
+                    self._error(response),
+                    outcome_unknown=leaves_outcome_unknown(status),
+                    retry_after=_retry_after(response),
+                )
             raise self._error(response)
+
+        self.policy.call(attempt, sleep=self._sleep)
 
     def _send_with_fallback(self, method: str, paths: list[str], payload: Any) -> requests.Response:
         """The first path that the server does not answer with 404 or 405."""
@@ -322,23 +290,25 @@ class EctfClient:
         """One request (with the session's retries); transport trouble becomes TransportError.
 
         urllib3 retries only until the headers arrive. A body that breaks off after them
-        (a proxy cutting the connection) is retried here, for requests that are safe to
-        repeat and whose body is read at once; a streamed download is retried by its caller.
+        (a proxy cutting the connection) is read again here, for requests that are safe
+        to repeat and whose body is read at once; a streamed download is retried by
+        `_download`.
         """
         repeatable = method in IDEMPOTENT_METHODS and not kwargs.get("stream")
-        attempts = 1 + (self._body_retries if repeatable else 0)
-        for attempt in range(attempts):
-            if attempt:
-                self._sleep(self._backoff_delay(attempt))
+
+        def attempt(state: Attempt) -> requests.Response:
             try:
                 return self._send_once(method, path, **kwargs)
             except _BodyBrokeOff as broken:
-                if attempt == attempts - 1:
-                    raise TransportError(
-                        f"{method} {self.url(path)} failed: the reply broke off "
-                        f"({broken}). The server or a proxy dropped the connection; retry later."
-                    ) from None
-        raise AssertionError("unreachable")
+                error = TransportError(
+                    f"{method} {self.url(path)} failed: the reply broke off "
+                    f"({broken}). The server or a proxy dropped the connection; retry later."
+                )
+                if not repeatable:
+                    raise error from None
+                raise TryAgain(error) from None
+
+        return self.policy.call(attempt, sleep=self._sleep, attempts=self.policy.body_attempts)
 
     def _send_once(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         headers = {
@@ -403,11 +373,8 @@ class EctfClient:
                 f"not JSON ({_snippet(response)})"
             ) from None
 
-    def _backoff_delay(self, attempt: int) -> float:
-        return float(min(30.0, self._backoff_factor * (2 ** (attempt - 1))))
-
     def _find_active(self, flow: str, body: Mapping[str, Any]) -> Flow | None:
-        candidates = [f for f in self.list_flows(flow) if not f.finished and _same_request(f, body)]
+        candidates = [f for f in self.list_flows(flow) if not f.finished and f.matches(body)]
         candidates.sort(key=lambda f: f.submit_time, reverse=True)
         return candidates[0] if candidates else None
 
@@ -426,46 +393,41 @@ class EctfClient:
         require_zip: bool,
     ) -> Download:
         """Stream to `<dest>.part`, check it is whole, then rename: a partial file never
-        takes the place of a complete one. A download that breaks off is tried again (at
-        most `DOWNLOAD_RETRIES` times): on a congested server many do."""
-        attempts = 1 + min(self._body_retries, DOWNLOAD_RETRIES)
-        for attempt in range(attempts):
-            if attempt:
-                self._sleep(self._backoff_delay(attempt))
-                if cancel is not None and cancel.is_set():
-                    raise Cancelled("download stopped: cancel requested")
-            try:
-                return self._download_once(path, dest, cancel=cancel, require_zip=require_zip)
-            except _BrokenDownload:
-                if attempt == attempts - 1:
-                    raise
-        raise AssertionError("unreachable")
+        takes the place of a complete one. A download that breaks off is tried again
+        under the policy's `body_attempts`: on a congested server many do."""
 
-    def _download_once(
-        self,
-        path: str,
-        dest: Path,
-        *,
-        cancel: threading.Event | None,
-        require_zip: bool,
-    ) -> Download:
-        response = self._send("GET", path, stream=True)
-        with contextlib.closing(response):
-            if response.status_code >= 400:
-                raise self._error(response)
-            expected = _content_length(response)
-            part = dest.with_name(dest.name + ".part")
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                with part.open("wb") as handle:
-                    size = _stream(response, handle, cancel)
-                _check_complete(part, size, expected, require_zip, self.url(path))
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    part.unlink()
-                raise
-        os.replace(part, dest)
-        return Download(dest, size, response.headers.get("Content-Type", ""))
+        def attempt(state: Attempt) -> Download:
+            response = self._send("GET", path, stream=True)
+            with contextlib.closing(response):
+                if response.status_code >= 400:
+                    raise self._error(response)
+                expected = _content_length(response)
+                part = dest.with_name(dest.name + ".part")
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    with part.open("wb") as handle:
+                        size = _stream(response, handle, cancel)
+                    _check_complete(part, size, expected, require_zip, self.url(path))
+                except BaseException as exc:
+                    with contextlib.suppress(OSError):
+                        part.unlink()
+                    if isinstance(exc, _BrokenDownload):
+                        raise TryAgain(exc) from None
+                    raise
+            os.replace(part, dest)
+            return Download(dest, size, response.headers.get("Content-Type", ""))
+
+        attempts = self.policy.body_attempts
+        try:
+            return self.policy.call(
+                attempt,
+                sleep=self._sleep,
+                attempts=attempts,
+                cancelled=(cancel.is_set if cancel is not None else None),
+            )
+        except _BrokenDownload as broken:
+            tries = f" (tried {attempts} times)" if attempts > 1 else ""
+            raise DownloadError(f"{broken}{tries}") from None
 
 
 def _seg(value: str) -> str:
@@ -550,7 +512,10 @@ def _check_complete(
             with zipfile.ZipFile(part) as archive:
                 archive.infolist()
         except _UNREADABLE_ZIP as exc:
-            raise DownloadError(f"download of {url} is not a readable zip ({exc})") from None
+            problem = f"download of {url} is not a readable zip ({exc})"
+            # Without a length to check, a body cut short looks complete: worth another
+            # try. A whole file that is not a zip will not become one.
+            raise (_BrokenDownload if expected is None else DownloadError)(problem) from None
 
 
 def _content_length(response: requests.Response) -> int | None:
@@ -561,20 +526,6 @@ def _content_length(response: requests.Response) -> int | None:
         return int(value) if value is not None else None
     except ValueError:
         return None
-
-
-def _same_request(flow: Flow, body: Mapping[str, Any]) -> bool:
-    """Every field we sent that the flow records holds the same value (commit prefixes match)."""
-    for key, value in body.items():
-        if key not in flow.params or value in (None, ""):
-            continue
-        mine, theirs = str(value).lower(), str(flow.params[key]).lower()
-        if key == "commit_hash":
-            if not (mine.startswith(theirs) or theirs.startswith(mine)):
-                return False
-        elif mine != theirs:
-            return False
-    return True
 
 
 def _flag_hex(response: requests.Response) -> str:
@@ -613,10 +564,13 @@ def _snippet(response: requests.Response, limit: int = 200) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
-def _retry_after(response: requests.Response, *, cap: float) -> float:
-    value = response.headers.get("Retry-After", "")
+def _retry_after(response: requests.Response) -> float | None:
+    """The reply's Retry-After in seconds (the policy caps it); None when absent."""
+    value = response.headers.get("Retry-After")
+    if value is None:
+        return None
     try:
-        return max(0.0, min(cap, float(value)))
+        return max(0.0, float(value))
     except ValueError:
         return 1.0
 

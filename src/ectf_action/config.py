@@ -2,7 +2,8 @@
 
 First found wins: a command-line flag; the environment (inside GitHub Actions the action
 inputs, then the ECTF_* variables; elsewhere only ECTF_*); `~/.ectf-config`, the YAML
-file the organizers' `ectf config` writes; then the default API URL.
+file the organizers' `ectf config` writes; then the default API URL. The values flow
+one way, from `Inputs` (flags and action inputs, read once at the edge) down.
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from .edges import Inputs
 from .errors import InvalidInput
 
 DEFAULT_API_URL = "https://api.ectf.mitre.org"
 CONFIG_FILE_NAME = ".ectf-config"
 
-# key -> (action input name, plain environment variable)
+# key of the config file -> (action input and flag name, plain environment variable)
 _SOURCES = {
     "token": ("token", "ECTF_TOKEN"),
     "api_url": ("api-url", "ECTF_API_URL"),
@@ -30,26 +32,8 @@ class Config:
     api_url: str
     token: str = field(repr=False)
     git_url: str | None = None
-    # where each value came from ("flag", "INPUT_TOKEN", "~/.ectf-config", ...): for messages
+    # where each value came from ("--token", "input token", "~/.ectf-config", ...)
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
-
-
-def in_github_actions(env: Mapping[str, str]) -> bool:
-    return env.get("GITHUB_ACTIONS", "").strip().lower() == "true"
-
-
-def action_input(env: Mapping[str, str], name: str) -> str | None:
-    """An input as the runner passes it to a container action; empty means not given.
-
-    The runner keeps hyphens (`INPUT_API-URL`); the underscore spelling is accepted too,
-    for people who set the variables by hand.
-    """
-    upper = name.replace(" ", "_").upper()
-    for key in (f"INPUT_{upper}", f"INPUT_{upper.replace('-', '_')}"):
-        value = env.get(key, "").strip()
-        if value:
-            return value
-    return None
 
 
 def read_config_file(home: Path) -> dict[str, str]:
@@ -91,28 +75,23 @@ def normalize_api_url(value: str, *, name: str = "api-url") -> str:
     return text
 
 
-def resolve_config(flags: Mapping[str, str | None], env: Mapping[str, str], home: Path) -> Config:
+def resolve_config(inputs: Inputs, home: Path | None = None) -> Config:
     """Resolve each value independently, first found wins."""
+    env = inputs.env
     found: dict[str, str] = {}
     sources: dict[str, str] = {}
     file_values: dict[str, str] | None = None
-    actions = in_github_actions(env)
     for key, (input_name, env_name) in _SOURCES.items():
-        flag_value = (flags.get(key) or "").strip()
-        if flag_value:
-            found[key], sources[key] = flag_value, f"--{input_name}"
+        given = inputs.raw(input_name)
+        if given:
+            found[key], sources[key] = given, inputs.source(input_name)
             continue
-        if actions:
-            input_value = action_input(env, input_name)
-            if input_value:
-                found[key], sources[key] = input_value, f"input {input_name}"
-                continue
-        env_value = env.get(env_name, "").strip()
+        env_value = env.value(env_name)
         if env_value:
             found[key], sources[key] = env_value, env_name
             continue
         if file_values is None:
-            file_values = read_config_file(home)
+            file_values = read_config_file(env.home() if home is None else home)
         if key in file_values:
             found[key], sources[key] = file_values[key], f"~/{CONFIG_FILE_NAME}"
     api_url = found.get("api_url")

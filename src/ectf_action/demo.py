@@ -20,8 +20,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TextIO
 
+from .edges import input_env_names
 from .errors import InvalidInput
-from .settings import INPUTS, input_env_names
+from .settings import INPUTS
 from .validation import parse_commit, parse_flow_name, parse_positive_number
 
 DEFAULT_COMMIT = "c0ffee0123456789abcdef0123456789abcdef01"

@@ -106,6 +106,7 @@ def follow_flow(
     deadline: float | None = None,
     on_update: Callable[[Flow, list[JobChange]], bool | None] | None = None,
     started: float | None = None,
+    resume: FollowResult | None = None,
     tolerated_errors: int = 5,
 ) -> FollowResult:
     """Poll until the flow finishes, `on_update` returns True, the deadline passes or
@@ -115,12 +116,29 @@ def follow_flow(
     a reply that is not a flow, such as a proxy's page) that is tolerated
     `tolerated_errors` polls in a row: a long flow must not be lost to one bad minute
     of the server.
+
+    *resume* continues a follow that `on_update` stopped (the caller acted on what it
+    saw): the changes are counted from its last flow, and the next poll comes after
+    the schedule's wait, as if it had never stopped.
     """
     start = clock.now() if started is None else started
-    result = FollowResult(flow=None, reason="finished")
-    previous: Flow | None = None
+    result = resume or FollowResult(flow=None, reason="finished")
+    previous: Flow | None = result.flow
     errors_in_a_row = 0
+    waiting = resume is not None and resume.flow is not None
     while True:
+        if waiting:
+            wait = schedule.delay(clock.now() - start)
+            if deadline is not None:
+                remaining = deadline - clock.now()
+                if remaining <= 0:
+                    result.reason = "timed-out"
+                    return result
+                wait = min(wait, remaining)
+            if clock.wait(wait, cancel):
+                result.reason = "canceled"
+                return result
+        waiting = True
         if cancel is not None and cancel.is_set():
             result.reason = "canceled"
             return result
@@ -131,14 +149,8 @@ def follow_flow(
             errors_in_a_row += 1
             if errors_in_a_row > tolerated_errors:
                 raise
-            wait = schedule.delay(clock.now() - start)
-            if deadline is not None:
-                if clock.now() >= deadline:
-                    result.reason = "timed-out"
-                    return result
-                wait = min(wait, deadline - clock.now())
-            if clock.wait(wait, cancel):
-                result.reason = "canceled"
+            if deadline is not None and clock.now() >= deadline:
+                result.reason = "timed-out"
                 return result
             continue
         if polled is None:  # cancelled while the request was on its way
@@ -147,8 +159,7 @@ def follow_flow(
         current = polled
         errors_in_a_row = 0
         now = clock.now()
-        elapsed = now - start
-        changes = diff_jobs(previous, current, elapsed)
+        changes = diff_jobs(previous, current, now - start)
         for change in changes:
             result.first_seen.setdefault(change.job.id, now)
             if change.job.status.finished:
@@ -160,16 +171,6 @@ def follow_flow(
             return result
         if stop:
             result.reason = "stopped"
-            return result
-        wait = schedule.delay(elapsed)
-        if deadline is not None:
-            remaining = deadline - now
-            if remaining <= 0:
-                result.reason = "timed-out"
-                return result
-            wait = min(wait, remaining)
-        if clock.wait(wait, cancel):
-            result.reason = "canceled"
             return result
 
 

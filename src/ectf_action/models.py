@@ -173,6 +173,22 @@ class Flow:
         """
         return self.completed or (bool(self.jobs) and all(j.status.finished for j in self.jobs))
 
+    def matches(self, request: Mapping[str, Any]) -> bool:
+        """Whether this flow is the one *request* (a queue body) asks for, so that it is
+        followed instead of queueing another: the same commit (compared by prefix, as
+        people shorten hashes), or for a remote flow the same target team. Other fields
+        (the git URL as the server records it, extra params) do not tell flows apart.
+        An empty request matches any flow.
+        """
+        commit = str(request.get("commit_hash") or "").strip().lower()
+        target = str(request.get("target_team") or "").strip().lower()
+        if commit:
+            theirs = self.commit.strip().lower()
+            return bool(theirs) and (commit.startswith(theirs) or theirs.startswith(commit))
+        if target:
+            return str(self.params.get("target_team") or "").strip().lower() == target
+        return True
+
     def job(self, job_id: str) -> Job | None:
         return next((j for j in self.jobs if j.id == job_id), None)
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
 from urllib.parse import urlsplit
 
+from .edges import Environment, Inputs
 from .errors import InvalidInput
 from .results import RunStatus
 from .validation import (
@@ -42,9 +43,9 @@ CONFLICT_POLICIES: tuple[str, ...] = ("wait", "cancel", "fail")
 PENDING_POLICIES: tuple[str, ...] = ("exit", "wait", "fail")
 ARTIFACT_MODES: tuple[str, ...] = ("all", "failed", "none")
 PULL_REQUEST_EVENTS = frozenset({"pull_request", "pull_request_target"})
-# Keys of the queue body that have inputs of their own; `params` may not override them,
-# or the flow queued would not be the one `run` looks for and reports on.
-RESERVED_PARAMS = {"git_url": "git-url", "commit_hash": "commit", "target_team": "target-team"}
+# Keys of the queue body that have inputs (and flags) of their own; `params` may not set
+# them, or the flow queued would not be the one `run` looks for and reports on.
+RESERVED = {"git_url": "git-url", "commit_hash": "commit", "target_team": "target-team"}
 MIB = 1024 * 1024
 _TOKEN_CHARACTERS = re.compile(r"[!-~]+")  # visible ASCII, as a header carries it
 
@@ -120,14 +121,14 @@ class Settings:
     in_actions: bool = False
 
     def queue_body(self) -> dict[str, Any]:
-        """The POST body: what identifies the flow, plus the user's extra params."""
-        body: dict[str, Any] = dict(self.params)
-        if self.flow == "remote":
-            body["target_team"] = self.target_team
-        else:
-            body["git_url"] = self.git_url
-            body["commit_hash"] = self.commit
-        return body
+        """The POST body of this run's flow."""
+        return queue_body(
+            self.flow,
+            git_url=self.git_url,
+            commit=self.commit,
+            target_team=self.target_team,
+            params=self.params,
+        )
 
     def relative(self, path: Path) -> str:
         """*path* as a later workflow step finds it: relative to the workspace, posix.
@@ -141,68 +142,32 @@ class Settings:
             return path.as_posix()
 
 
-def input_env_names(name: str) -> tuple[str, str]:
-    """The runner's spelling (`INPUT_API-URL`) and the underscore one (`INPUT_API_URL`)."""
-    upper = name.replace(" ", "_").upper()
-    return f"INPUT_{upper}", f"INPUT_{upper.replace('-', '_')}"
-
-
-def in_github_actions(env: Mapping[str, str]) -> bool:
-    return env.get("GITHUB_ACTIONS", "").strip().lower() == "true"
-
-
-class _Inputs:
-    """Raw input values: the flag if given, else (inside Actions) the INPUT_ variable."""
-
-    def __init__(self, flags: Mapping[str, str | None], env: Mapping[str, str]) -> None:
-        self._flags = flags
-        self._env = env
-        self._actions = in_github_actions(env)
-
-    def raw(self, name: str) -> str | None:
-        """The trimmed value, "" when given empty, None when not given at all."""
-        flag = self._flags.get(name)
-        if flag is not None:
-            return flag.strip()
-        if not self._actions:
-            return None
-        present: str | None = None
-        for key in input_env_names(name):
-            if key in self._env:
-                value = self._env[key].strip()
-                if value:
-                    return value
-                present = ""
-        return present
-
-    def value(self, name: str) -> str:
-        """The value, or the default when not given (an empty value is not given)."""
-        return self.raw(name) or _DEFAULTS[name]
+def _value(inputs: Inputs, name: str) -> str:
+    """The input's value, or its default when not given (an empty value is not given)."""
+    return inputs.raw(name) or _DEFAULTS[name]
 
 
 def load_settings(
-    flags: Mapping[str, str | None], env: Mapping[str, str], *, home: Path, cwd: Path
+    flags: Mapping[str, str | None],
+    env: Mapping[str, str],
+    *,
+    cwd: Path,
+    home: Path | None = None,
 ) -> Settings:
     """Read and check every input; raise InvalidInput for the first bad one.
 
-    *flags* maps input names (`api-url`) to flag values, None for flags not given.
+    *flags* maps input names (`api-url`) to flag values, None for flags not given;
+    *env* is the process environment (an `Environment`, or a mapping made into one).
     """
     from .config import resolve_config
     from .follow import PollSchedule
 
-    inputs = _Inputs(flags, env)
-    actions = in_github_actions(env)
+    environment = Environment.of(env)
+    inputs = Inputs(flags, environment)
+    actions = environment.in_actions
 
-    flow = parse_flow_name(inputs.value("flow"), name="flow")
-    config = resolve_config(
-        {
-            "token": flags.get("token"),
-            "api_url": flags.get("api-url"),
-            "git_url": flags.get("git-url"),
-        },
-        env,
-        home,
-    )
+    flow = parse_flow_name(_value(inputs, "flow"), name="flow")
+    config = resolve_config(inputs, home)
     target_team = inputs.raw("target-team") or None
     if target_team is not None and not target_team.isprintable():
         raise InvalidInput("target-team", "must be a team name on one line")
@@ -210,29 +175,29 @@ def load_settings(
         raise InvalidInput(
             "target-team", "is required for flow: remote (the name of the team to attack)"
         )
-    git_url = _git_url(config.git_url, config.sources.get("git_url", "git-url"), env, flow)
-    commit = _commit(inputs.raw("commit"), env, flow)
-    params = parse_mapping(inputs.value("params"), name="params")
-    for key, input_name in RESERVED_PARAMS.items():
-        if key in params:
-            raise InvalidInput("params", f"must not set {key!r}: use the {input_name} input for it")
-    timeout_minutes = parse_positive_number(inputs.value("timeout-minutes"), name="timeout-minutes")
-    schedule = PollSchedule.parse(inputs.value("poll-interval"), name="poll-interval")
+    git_url = _git_url(config.git_url, config.sources.get("git_url", "git-url"), environment, flow)
+    commit = _commit(inputs.raw("commit"), environment, flow)
+    params = parse_mapping(_value(inputs, "params"), name="params")
+    check_params(params, name="params", use={k: f"the {v} input" for k, v in RESERVED.items()})
+    timeout_minutes = parse_positive_number(
+        _value(inputs, "timeout-minutes"), name="timeout-minutes"
+    )
+    schedule = PollSchedule.parse(_value(inputs, "poll-interval"), name="poll-interval")
     on_conflict = parse_choice(
-        inputs.value("on-conflict"), name="on-conflict", choices=CONFLICT_POLICIES
+        _value(inputs, "on-conflict"), name="on-conflict", choices=CONFLICT_POLICIES
     )
     on_pending = parse_choice(
-        inputs.value("on-pending"), name="on-pending", choices=PENDING_POLICIES
+        _value(inputs, "on-pending"), name="on-pending", choices=PENDING_POLICIES
     )
-    pending_inputs = _pending_inputs(inputs.value("pending-inputs"))
-    workspace = _workspace(env, cwd)
+    pending_inputs = _pending_inputs(_value(inputs, "pending-inputs"))
+    workspace = _workspace(environment, cwd)
     artifacts_path = _path_in_workspace(
-        inputs.value("artifacts-path"), "artifacts-path", workspace, confine=actions
+        _value(inputs, "artifacts-path"), "artifacts-path", workspace, confine=actions
     )
     download = parse_choice(
-        inputs.value("download-artifacts"), name="download-artifacts", choices=ARTIFACT_MODES
+        _value(inputs, "download-artifacts"), name="download-artifacts", choices=ARTIFACT_MODES
     )
-    max_mb = parse_positive_number(inputs.value("max-artifact-mb"), name="max-artifact-mb")
+    max_mb = parse_positive_number(_value(inputs, "max-artifact-mb"), name="max-artifact-mb")
     junit_raw = inputs.raw("junit-path")
     junit_text = _DEFAULTS["junit-path"] if junit_raw is None else junit_raw
     junit_path = (
@@ -244,9 +209,9 @@ def load_settings(
         raise InvalidInput(
             "junit-path", f"{junit_text!r} is a folder; name a file, e.g. ectf-junit.xml"
         )
-    job_summary = parse_bool(inputs.value("job-summary"), name="job-summary")
-    fail_on = parse_fail_on(inputs.value("fail-on"))
-    skip = parse_bool(inputs.value("skip-without-token"), name="skip-without-token")
+    job_summary = parse_bool(_value(inputs, "job-summary"), name="job-summary")
+    fail_on = parse_fail_on(_value(inputs, "fail-on"))
+    skip = parse_bool(_value(inputs, "skip-without-token"), name="skip-without-token")
 
     if not config.token and not actions:
         # The skip is for forks' pull requests; at a shell a missing token is a mistake.
@@ -283,7 +248,7 @@ def load_settings(
         fail_on=fail_on,
         skip_without_token=skip,
         workspace=workspace,
-        temp_root=_temp_root(env, artifacts_path),
+        temp_root=_temp_root(environment, artifacts_path),
         in_actions=actions,
     )
 
@@ -305,15 +270,42 @@ def token_candidates(flags: Mapping[str, str | None], env: Mapping[str, str]) ->
     Cheap and never failing, unlike `load_settings`, which may report an error (and so
     print) before it has read the token.
     """
-    values = [flags.get("token") or ""]
-    values += [env.get(key, "") for key in input_env_names("token")]
-    values.append(env.get("ECTF_TOKEN", ""))
+    environment = Environment.of(env)
+    values = [flags.get("token") or "", *environment.raw_inputs("token")]
+    values.append(environment.get("ECTF_TOKEN", ""))
     found: list[str] = []
     for value in values:
         for candidate in (value, value.strip()):
             if candidate.strip() and candidate not in found:
                 found.append(candidate)
     return found
+
+
+def queue_body(
+    flow: str,
+    *,
+    git_url: str | None,
+    commit: str | None,
+    target_team: str | None,
+    params: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The POST body that queues *flow*: what identifies it, plus the extra params
+    (checked by `check_params` not to set what identifies it)."""
+    body: dict[str, Any] = dict(params)
+    if flow == "remote":
+        body["target_team"] = target_team
+    else:
+        body["git_url"] = git_url
+        body["commit_hash"] = commit
+    return body
+
+
+def check_params(params: Mapping[str, Any], *, name: str, use: Mapping[str, str]) -> None:
+    """Refuse params that set a field with an input (or flag) of its own; *use* names
+    that input for each field, for the message."""
+    for key, instead in use.items():
+        if key in params:
+            raise InvalidInput(name, f"must not set {key!r}: use {instead} for it")
 
 
 def parse_fail_on(text: str) -> frozenset[RunStatus]:
@@ -348,13 +340,13 @@ def _pending_inputs(text: str) -> dict[str, dict[str, Any]]:
     return answers
 
 
-def _git_url(configured: str | None, source: str, env: Mapping[str, str], flow: str) -> str | None:
+def _git_url(configured: str | None, source: str, env: Environment, flow: str) -> str | None:
     if configured:
         return parse_git_url(configured, name=source)
     if flow == "remote":
         return None
-    server = env.get("GITHUB_SERVER_URL", "").strip()
-    repository = env.get("GITHUB_REPOSITORY", "").strip()
+    server = env.value("GITHUB_SERVER_URL")
+    repository = env.value("GITHUB_REPOSITORY")
     host = urlsplit(server).hostname if server else None
     if host and repository:
         return parse_git_url(f"ssh://git@{host}/{repository}.git", name="git-url")
@@ -365,13 +357,13 @@ def _git_url(configured: str | None, source: str, env: Mapping[str, str], flow: 
     )
 
 
-def _commit(given: str | None, env: Mapping[str, str], flow: str) -> str | None:
+def _commit(given: str | None, env: Environment, flow: str) -> str | None:
     if given:
         return parse_commit(given, name="commit")
-    event = env.get("GITHUB_EVENT_NAME", "").strip()
+    event = env.value("GITHUB_EVENT_NAME")
     if event in PULL_REQUEST_EVENTS:
         return parse_commit(_pull_request_head(env, event), name="commit")
-    sha = env.get("GITHUB_SHA", "").strip()
+    sha = env.value("GITHUB_SHA")
     if sha:
         return parse_commit(sha, name="GITHUB_SHA")
     if flow == "remote":
@@ -381,13 +373,13 @@ def _commit(given: str | None, env: Mapping[str, str], flow: str) -> str | None:
     )
 
 
-def _pull_request_head(env: Mapping[str, str], event: str) -> str:
+def _pull_request_head(env: Environment, event: str) -> str:
     """The PR's head SHA: a PR's GITHUB_SHA is a merge commit the server cannot fetch."""
     problem = (
         f"on a {event} event it is read from the event payload (pull_request.head.sha), "
         "which {}; set the commit input"
     )
-    path = env.get("GITHUB_EVENT_PATH", "").strip()
+    path = env.value("GITHUB_EVENT_PATH")
     if not path:
         raise InvalidInput("commit", problem.format("is missing: GITHUB_EVENT_PATH is not set"))
     try:
@@ -402,8 +394,8 @@ def _pull_request_head(env: Mapping[str, str], event: str) -> str:
     return head
 
 
-def _workspace(env: Mapping[str, str], cwd: Path) -> Path:
-    workspace = env.get("GITHUB_WORKSPACE", "").strip() if in_github_actions(env) else ""
+def _workspace(env: Environment, cwd: Path) -> Path:
+    workspace = env.value("GITHUB_WORKSPACE") if env.in_actions else ""
     return Path(workspace).resolve() if workspace else cwd.resolve()
 
 
@@ -425,9 +417,9 @@ def _path_in_workspace(text: str, name: str, workspace: Path, *, confine: bool) 
     return resolved
 
 
-def _temp_root(env: Mapping[str, str], artifacts_path: Path) -> Path | None:
+def _temp_root(env: Environment, artifacts_path: Path) -> Path | None:
     """RUNNER_TEMP when usable (the runner cleans it), never inside the artifacts folder."""
-    text = env.get("RUNNER_TEMP", "").strip()
+    text = env.value("RUNNER_TEMP")
     if not text:
         return None
     path = Path(text).resolve()

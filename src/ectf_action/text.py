@@ -5,6 +5,17 @@ so they are made safe here once."""
 from __future__ import annotations
 
 import re
+from typing import Protocol
+
+PROG = "ectf-action"
+
+
+class _NamedJob(Protocol):
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...
 
 
 def clean(text: object, limit: int | None = None) -> str:
@@ -15,6 +26,18 @@ def clean(text: object, limit: int | None = None) -> str:
     if limit is not None and len(out) > limit:
         out = out[: limit - 3] + "..."
     return out
+
+
+def cancel_hint(flow: str, flow_id: str) -> str:
+    """The command that cancels a flow by hand."""
+    return f"{PROG} flows cancel {flow} {flow_id}"
+
+
+def answer_hint(flow: str, job: _NamedJob) -> str:
+    """The command that answers a pending job by hand."""
+    if job.name == "team_approval":
+        return f"{PROG} jobs input {flow} {job.id} --approve (or --reject)"
+    return f"{PROG} jobs input {flow} {job.id} --data '<YAML or JSON mapping>'"
 
 
 def format_elapsed(seconds: float) -> str:

@@ -1,0 +1,120 @@
+"""`ectf-action jobs ...`: download a job's output, answer a pending job."""
+
+from __future__ import annotations
+
+import argparse
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from ..errors import EXIT_OK, InvalidInput
+from .context import (
+    Context,
+    add_command,
+    add_flow_argument,
+    add_group,
+    examples,
+    flow_name,
+    output_path,
+    uuid_argument,
+)
+
+EXAMPLE_JOB_ID = "981b2de7-f03f-4780-9cd1-1b6a893a0221"
+
+
+def interruptible_download(ctx: Context, download: Callable[[threading.Event], Any]) -> int:
+    """Run a download that a signal may cancel; report the saved file."""
+    from ..errors import Cancelled
+
+    with ctx.interrupts.installed() as cancel:
+        try:
+            result = download(cancel)
+        except Cancelled:
+            ctx.stderr.write("error: download interrupted; nothing was saved\n")
+            return ctx.interrupts.exit_code
+    data = {"path": str(result.path), "size": result.size, "content_type": result.content_type}
+    ctx.emit(data, f"Saved {result.path} ({result.size:,} bytes).\n")
+    return EXIT_OK
+
+
+def jobs_download(ctx: Context) -> int:
+    name = flow_name(ctx.args.flow)
+    job_id = uuid_argument(ctx.args.job_id, "JOB_ID")
+    dest = output_path(ctx.args.output, f"{job_id}.zip", force=ctx.args.force)
+    client = ctx.client()
+    return interruptible_download(
+        ctx, lambda cancel: client.download_job_output(name, job_id, dest, cancel=cancel)
+    )
+
+
+def jobs_input(ctx: Context) -> int:
+    from ..tables import mapping_line
+    from ..validation import parse_mapping
+
+    name = flow_name(ctx.args.flow)
+    job_id = uuid_argument(ctx.args.job_id, "JOB_ID")
+    if ctx.args.approve or ctx.args.reject:
+        data: dict[str, Any] = {"approve": bool(ctx.args.approve)}
+    else:
+        data = parse_mapping(ctx.args.data, name="--data")
+        if not data:
+            raise InvalidInput("--data", "is empty; give a mapping such as '{\"approve\": true}'")
+    ctx.client().send_job_input(name, job_id, data)
+    ctx.emit(
+        {"flow": name, "job_id": job_id, "sent": data},
+        f"Sent {mapping_line(data)} to job {job_id}.\n",
+    )
+    return EXIT_OK
+
+
+def register(commands: Any, api: argparse.ArgumentParser) -> None:
+    jobs = add_group(
+        commands,
+        "jobs",
+        "download a job's output, answer a pending job",
+        examples(
+            f"jobs download test {EXAMPLE_JOB_ID}", f"jobs input submit {EXAMPLE_JOB_ID} --approve"
+        ),
+    )
+    p = add_command(
+        jobs,
+        "download",
+        jobs_download,
+        "Download a job's output zip.",
+        examples(
+            f"jobs download test {EXAMPLE_JOB_ID}",
+            f"jobs download test {EXAMPLE_JOB_ID} -o out/ --force",
+        ),
+        [api],
+    )
+    add_flow_argument(p)
+    p.add_argument("job_id", metavar="JOB_ID", help="the job's UUID (see `flows show`)")
+    p.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="file or directory to save to (default: ./JOB_ID.zip)",
+    )
+    p.add_argument("--force", action="store_true", help="overwrite an existing file")
+
+    p = add_command(
+        jobs,
+        "input",
+        jobs_input,
+        "Give input to a pending job.",
+        examples(
+            f"jobs input submit {EXAMPLE_JOB_ID} --approve",
+            f'jobs input remote {EXAMPLE_JOB_ID} --data \'{{"key": "value"}}\'',
+        ),
+        [api],
+    )
+    add_flow_argument(p)
+    p.add_argument("job_id", metavar="JOB_ID", help="the pending job's UUID")
+    answer = p.add_mutually_exclusive_group(required=True)
+    answer.add_argument("--data", metavar="YAML|JSON", help="the mapping to send")
+    answer.add_argument(
+        "--approve", action="store_true", help='send {"approve": true} (team_approval)'
+    )
+    answer.add_argument(
+        "--reject", action="store_true", help='send {"approve": false} (team_approval)'
+    )

@@ -1,0 +1,72 @@
+"""The step's live log: one line per event, stamped with the time since the start, so a
+person watching the step sees the flow move (and, when nothing moves, why)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from .clock import Clock
+from .downloads import JobArtifacts
+from .follow import JobChange
+from .models import Flow
+from .settings import Settings
+from .text import clean, format_size, log_stamp, plural
+
+MAX_NAME_WIDTH = 24
+
+
+class LiveLog:
+    """Writes stamped lines through *write*; job names are aligned as they come."""
+
+    def __init__(self, write: Callable[[str], None], clock: Clock) -> None:
+        self._write = write
+        self._clock = clock
+        self._start = clock.now()
+        self._names_width = 8
+
+    def line(self, text: str) -> None:
+        self._write(f"{log_stamp(self._clock.now() - self._start)} {text}")
+
+    def started(self, settings: Settings) -> None:
+        what = (
+            f"against team {clean(settings.target_team or '', 80)}"
+            if settings.flow == "remote"
+            else f"for commit {settings.commit} of {settings.git_url}"
+        )
+        self.line(
+            f"eCTF {settings.flow} flow {what} on {public_url(settings.api_url)} "
+            f"(timeout {settings.timeout_seconds / 60:g} min, polling {settings.poll_schedule})"
+        )
+
+    def changes(self, flow: Flow, changes: list[JobChange]) -> None:
+        if not changes:
+            return
+        widest = max(len(clean(job.name, MAX_NAME_WIDTH)) for job in flow.jobs)
+        self._names_width = max(self._names_width, widest)
+        for change in changes:
+            name = clean(change.job.name, MAX_NAME_WIDTH).ljust(self._names_width)
+            now = clean(change.job.status_text, 20)
+            if change.previous is None:
+                self.line(f"{name}  {now}")
+            else:
+                self.line(f"{name}  {change.previous.value} -> {now}")
+
+    def artifacts(self, job_name: str, found: JobArtifacts, where: Callable[[Path], str]) -> None:
+        """A finished download: its warnings, then what was extracted where."""
+        name = clean(job_name, 80)
+        for warning in found.warnings:
+            self.line(f"{name}: {warning}")
+        if found.directory is not None:
+            files, size = plural(found.files, "file"), format_size(found.size)
+            self.line(f"{name}: {files}, {size} -> {where(found.directory)}")
+
+
+def public_url(url: str) -> str:
+    """The URL without any user:password part, for the log."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))

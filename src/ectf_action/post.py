@@ -1,0 +1,134 @@
+"""The post step, `ectf-action-post`: runs when the workflow run was cancelled
+(`post-if: cancelled()`) and cancels the remote flow the main step saved, so the
+team's one slot per flow type is freed.
+
+It never fails the job: the run is already cancelled, and a flow that already ended is
+the good case. Kept light at import time, like the main entry.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
+
+from .edges import ClientFactory, Environment, Inputs, impatient_client
+from .errors import EXIT_OK, BadRequest, EctfError, InvalidInput
+from .settings import check_token, load_settings, token_candidates
+from .text import cancel_hint
+
+if TYPE_CHECKING:
+    from .workflow import WorkflowCommands
+
+NOTHING_QUEUED = "The main step queued no eCTF flow; nothing to cancel."
+
+
+def post_main() -> int:
+    return post_command(dict(os.environ), sys.stdout)
+
+
+def post_command(
+    env: Mapping[str, str], stdout: TextIO, *, client_factory: ClientFactory | None = None
+) -> int:
+    """Cancel the flow the main step saved, if it is still active."""
+    from .config import resolve_config
+    from .models import is_uuid
+    from .validation import parse_flow_name
+    from .workflow import WorkflowCommands
+
+    environment = Environment.of(env)
+    factory = client_factory or impatient_client
+    commands = WorkflowCommands(stdout, output_file=None, state_file=None, summary_file=None)
+    for candidate in token_candidates({}, environment):
+        commands.add_mask(candidate)
+    flow_id = environment.value("STATE_flow_id")
+    if not flow_id:
+        return _cancel_unsaved_flow(commands, environment, factory)
+    try:
+        flow = parse_flow_name(environment.value("STATE_flow") or "test", name="STATE_flow")
+        if not is_uuid(flow_id):
+            raise InvalidInput("STATE_flow_id", f"{flow_id!r} is not a flow id")
+        config = resolve_config(Inputs({}, environment))
+        check_token(config.token, name=config.sources.get("token", "token"))
+    except InvalidInput as exc:
+        commands.warning(f"The eCTF flow was not cancelled: {exc}.", title="eCTF post step")
+        return EXIT_OK
+    commands.add_mask(config.token)
+    if not config.token:
+        commands.info(f"No token to cancel the {flow} flow {flow_id} with; nothing done.")
+        return EXIT_OK
+    return _cancel_flow(commands, factory, config.api_url, config.token, flow, flow_id)
+
+
+def _cancel_unsaved_flow(
+    commands: WorkflowCommands, env: Environment, factory: ClientFactory
+) -> int:
+    """No flow id was saved, yet the main step may have been killed while its queue request
+    was on its way (the runner kills a step 10 s after asking it to stop). A flow of this
+    commit that is active now is that one, or one the main step would have followed:
+    cancel it, so the team's slot is not held by a run that no longer exists."""
+    try:
+        settings = load_settings({}, env, cwd=Path.cwd())
+    except InvalidInput:
+        commands.info(NOTHING_QUEUED)
+        return EXIT_OK
+    if not settings.token:
+        commands.info(NOTHING_QUEUED)
+        return EXIT_OK
+    remote = settings.flow == "remote"
+    try:
+        client = factory(settings.api_url, settings.token)
+        try:
+            active = client.find_active_flow(settings.flow, None if remote else settings.commit)
+        finally:
+            client.close()
+    except EctfError as exc:
+        commands.warning(
+            f"Could not look for a {settings.flow} flow the main step may have queued: {exc}",
+            title="eCTF post step",
+        )
+        return EXIT_OK
+    if active is None or not active.matches(settings.queue_body()):
+        commands.info(NOTHING_QUEUED)
+        return EXIT_OK
+    commands.info(
+        f"The main step saved no flow id, but the {settings.flow} flow {active.id} of this "
+        f"{'target' if remote else 'commit'} is active: it was queued as the step stopped."
+    )
+    return _cancel_flow(
+        commands, factory, settings.api_url, settings.token, settings.flow, active.id
+    )
+
+
+def _cancel_flow(
+    commands: WorkflowCommands,
+    factory: ClientFactory,
+    api_url: str,
+    token: str,
+    flow: str,
+    flow_id: str,
+) -> int:
+    what = f"the {flow} flow {flow_id}"
+    try:
+        client = factory(api_url, token)
+        try:
+            current = client.get_flow(flow, flow_id)
+            if current.finished:
+                commands.info(f"{what.capitalize()} already ended; nothing to cancel.")
+                return EXIT_OK
+            client.cancel_flow(flow, flow_id)
+        finally:
+            client.close()
+    except BadRequest:
+        commands.info(f"{what.capitalize()} already ended; nothing to cancel.")
+        return EXIT_OK
+    except EctfError as exc:
+        commands.warning(
+            f"Could not cancel {what}: {exc} Cancel it by hand: {cancel_hint(flow, flow_id)}",
+            title="eCTF flow not cancelled",
+        )
+        return EXIT_OK
+    commands.info(f"Cancelled {what}, so the team's slot is free again.")
+    return EXIT_OK
