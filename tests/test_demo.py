@@ -92,7 +92,7 @@ def run_on_a_terminal(*argv: str, env: Mapping[str, str]) -> tuple[int, str]:
     return code, b"".join(received).decode("utf-8")
 
 
-# -- what a newcomer sees -------------------------------------------------------------------------
+# -- what a newcomer sees ------------------------------------------------------------------
 
 
 def test_the_demo_shows_the_step_as_github_does(tmp_path: Path) -> None:
@@ -100,6 +100,7 @@ def test_the_demo_shows_the_step_as_github_does(tmp_path: Path) -> None:
     assert code == 0, text
     assert_golden(GOLDEN / "success.txt", normalise(text, tmp_path))
     assert "\x1b" not in text  # not a terminal: no colour
+    assert not re.search(r"demo-[0-9a-f]{24}", text)  # the token: masked, never shown
     for marker in ("::add-mask::", "::group::", "::stop-commands::", "\\_", "| ---", "**"):
         assert marker not in text
     assert "> eCTF job build: succeeded" in text
@@ -135,7 +136,7 @@ def test_expand_shows_every_line_of_each_group(tmp_path: Path) -> None:
     assert "  " + "Cloning into '/ectf/design'..." in normalise(text).replace("<timestamp> ", "")
 
 
-# -- colour ---------------------------------------------------------------------------------------
+# -- colour --------------------------------------------------------------------------------
 
 
 def test_a_terminal_gets_colour(tmp_path: Path) -> None:
@@ -154,7 +155,7 @@ def test_no_color_turns_colour_off_even_on_a_terminal(tmp_path: Path) -> None:
     assert "\x1b" not in text
 
 
-# -- the other flows ------------------------------------------------------------------------------
+# -- the other flows -----------------------------------------------------------------------
 
 
 def test_the_submit_demo_is_approved_and_completes(tmp_path: Path) -> None:

@@ -268,7 +268,7 @@ def test_an_annotation_keeps_the_first_4096_characters_of_its_message() -> None:
     assert shown.annotations == [Annotation("error", "x" * 4096)]
 
 
-# -- hostile text -----------------------------------------------------------------------------
+# -- hostile text --------------------------------------------------------------------------
 
 HOSTILE = (
     "\x1b[2J\x1b[31mred\x1b[0m \x1b]0;title\x07 \x1b]8;;http://x\x1b\\link\x1b]8;;\x1b\\"
@@ -334,7 +334,7 @@ def test_a_job_name_holding_a_legacy_command_issues_no_annotation() -> None:
     assert shown.annotations == []
 
 
-# -- markdown for a terminal ----------------------------------------------------------------------
+# -- markdown for a terminal ---------------------------------------------------------------
 
 # The summary golden files are render_summary's own output (the e2e ones hold the
 # placeholders of their normalisation, which read as HTML tags).
@@ -413,7 +413,7 @@ def test_paragraphs_and_list_items_wrap_to_the_width() -> None:
     assert drawn[-1].startswith("    word")
 
 
-# -- colour and width, decided at the edge ---------------------------------------------------------
+# -- colour and width, decided at the edge -------------------------------------------------
 
 
 def test_colour_only_on_a_terminal_without_no_color() -> None:

@@ -19,8 +19,10 @@ The rules are the runner's own (actions/runner `ActionCommandManager`, `ActionCo
   in the log; an annotation's message keeps its first 4096 characters;
 - `::add-mask::` of a blank value is refused with a warning.
 
-`echo`, `debug` and the commands that set outputs, state, paths or matchers change
-nothing a person sees, and are consumed silently. The view prints none of the markers
+`debug` lines are hidden (as without debug logging), and `echo`, `set-output`,
+`save-state`, `set-env`, `add-path` and the matcher commands are consumed without a
+trace: the action sends none of them, and GitHub's answers to them (the echo of
+commands, the refusal of `set-env`) are not drawn. The view prints none of the markers
 (`::group::`, stop tokens, resume lines, masks).
 
 `render_markdown` draws a job summary for a terminal: headings, aligned tables, folded
@@ -95,7 +97,7 @@ def inert(text: str) -> str:
     return clean(clean_terminal_text(text).expandtabs(8))
 
 
-# -- where colour and width are decided ------------------------------------------------------
+# -- where colour and width are decided ----------------------------------------------------
 
 
 def use_color(stream: TextIO, env: Mapping[str, str]) -> bool:
@@ -122,7 +124,7 @@ def terminal_width(stream: TextIO, env: Mapping[str, str]) -> int:
     return min(MAX_WIDTH, max(MIN_WIDTH, width or DEFAULT_WIDTH))
 
 
-# -- the runner's parser ------------------------------------------------------------------------
+# -- the runner's parser -------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -177,7 +179,7 @@ def parse_command(line: str, known: Set[str] = RUNNER_COMMANDS) -> WorkflowComma
     return WorkflowCommand(name.lower(), _unescape(line[close + 1 :], _LEGACY), properties)
 
 
-# -- annotations --------------------------------------------------------------------------------
+# -- annotations ---------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -237,7 +239,7 @@ class _Masks:
         return text
 
 
-# -- the live view --------------------------------------------------------------------------------
+# -- the live view -------------------------------------------------------------------------
 
 
 @dataclass
@@ -322,7 +324,7 @@ class GitHubView(io.TextIOBase, TextIO):
             self.finish()
         super().close()
 
-    # -- reading the protocol ---------------------------------------------------------------
+    # -- reading the protocol --------------------------------------------------------------
 
     def _read(self, line: str) -> None:
         command = parse_command(line, self._known)
@@ -367,7 +369,7 @@ class GitHubView(io.TextIOBase, TextIO):
         shown += self._folded([" " * len(label) + part for part in more], " " * len(label))
         self._show(shown)
 
-    # -- writing the view ---------------------------------------------------------------------
+    # -- writing the view ------------------------------------------------------------------
 
     def _show(self, lines: list[str]) -> None:
         """Lines of the log: into the open group, or out at once."""
@@ -655,7 +657,7 @@ def _pad(text: str, width: int, align: str) -> str:
     return text + " " * room
 
 
-# -- inline markdown ------------------------------------------------------------------------------
+# -- inline markdown -----------------------------------------------------------------------
 
 
 @dataclass
