@@ -313,3 +313,15 @@ UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{
 def flows_of(simulator: Simulator, flow: str = "test") -> list[Any]:
     """The default team's flows of one type, newest first."""
     return simulator.engine.flows(team=simulator.team, flow_name=flow)
+
+
+def assert_golden(path: Path, text: str) -> None:
+    """*text* equals the golden file at *path*; with UPDATE_GOLDEN=1 it is written
+    instead. A missing golden file fails."""
+    if os.environ.get("UPDATE_GOLDEN") == "1":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        return
+    if not path.exists():
+        pytest.fail(f"missing golden file {path}; create it with UPDATE_GOLDEN=1")
+    assert text == path.read_text(encoding="utf-8")

@@ -1,5 +1,5 @@
 """The action entry in-process: masking first, input errors, the skip, server trouble,
-hostile server text, outputs, the post step and the demo."""
+hostile server text, outputs and the post step (the demo: tests/test_demo.py)."""
 
 from __future__ import annotations
 
@@ -27,7 +27,6 @@ from conftest import (
 )
 from ectf_action.action import add_run_arguments, run_command
 from ectf_action.client import EctfClient
-from ectf_action.demo import add_demo_arguments, demo_command
 from ectf_action.post import post_command
 from ectf_action.settings import INPUTS
 from ectf_action.simulator import Scenario, Simulator
@@ -344,45 +343,3 @@ def test_post_step_never_fails_the_job(action_env: ActionEnv) -> None:
     assert "::warning title=eCTF flow not cancelled::" in stdout.getvalue()
     code, text = post(post_env(action_env, "not-a-uuid"))
     assert code == 0 and "STATE_flow_id" in text
-
-
-# -- the demo ----------------------------------------------------------------------------------
-
-
-def demo_args(*argv: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    add_demo_arguments(parser)
-    return parser.parse_args(["--time-scale", "0.05", *argv])
-
-
-def test_demo_runs_the_whole_action_offline(tmp_path: Path) -> None:
-    stdout = io.StringIO()
-    code = demo_command(
-        demo_args("--workspace", str(tmp_path / "demo")), stdout=stdout, stderr=io.StringIO()
-    )
-    text = stdout.getvalue()
-    assert code == 0, text
-    assert "Result: succeeded (the step's exit code: 0)" in text
-    assert "## eCTF test flow: succeeded" in text
-    junit = tmp_path / "demo/workspace/ectf-junit.xml"
-    assert f"JUnit report: {junit}" in text and junit.exists()
-    assert (tmp_path / "demo/workspace/ectf-artifacts/build/build.log").exists()
-
-
-def test_demo_of_a_failing_commit_removes_its_temporary_workspace() -> None:
-    stdout = io.StringIO()
-    code = demo_command(
-        demo_args("--commit", FAIL_SHA, "--no-keep"), stdout=stdout, stderr=io.StringIO()
-    )
-    text = stdout.getvalue()
-    assert code == 1
-    assert "Result: failed" in text and "failed-jobs: build" in text
-    removed = next(line for line in text.splitlines() if line.startswith("(removed "))
-    assert not Path(removed[len("(removed ") :].split(";")[0]).exists()
-
-
-def test_demo_submit_flow_is_approved_and_completes(tmp_path: Path) -> None:
-    stdout = io.StringIO()
-    args = demo_args("--flow", "submit", "--workspace", str(tmp_path))
-    assert demo_command(args, stdout=stdout, stderr=io.StringIO()) == 0, stdout.getvalue()
-    assert "jobs[] organizer_approval: succeeded" in stdout.getvalue()

@@ -3,10 +3,14 @@
 No network and no token: a simulator serves on a free loopback port, a fresh workspace
 gets what the GitHub runner would give a container action (file-command files, an
 event payload, RUNNER_TEMP, every input with action.yml's defaults), and the action
-runs in this process exactly as `ectf-action run` would inside Actions. Then the
-result, outputs and summary are printed, with where the artifacts and JUnit file are.
+runs in this process exactly as `ectf-action run` would inside Actions.
 
-Kept light at import time: the simulator and the action load when the demo runs.
+By default what the action prints is shown as GitHub shows the step (`render.GitHubView`
+reads the very protocol the runner would read), then the job summary drawn for a
+terminal, the outputs and where the files are. `--raw` prints the protocol itself.
+
+Kept light at import time: the simulator, the action and the renderer load when the
+demo runs.
 """
 
 from __future__ import annotations
@@ -17,13 +21,18 @@ import secrets
 import shutil
 import tempfile
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from .edges import input_env_names
 from .errors import InvalidInput
 from .settings import INPUTS
+from .text import clean
 from .validation import parse_commit, parse_flow_name, parse_positive_number
+
+if TYPE_CHECKING:
+    from .render import GitHubView
 
 DEFAULT_COMMIT = "c0ffee0123456789abcdef0123456789abcdef01"
 FAILING_COMMIT = "badc0de123456789abcdef0123456789abcdef01"
@@ -61,6 +70,18 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="X",
         help="multiply the simulated jobs' durations (default 1: a test flow takes ~10 s)",
     )
+    parser.add_argument(
+        "--raw",
+        action="store_true",
+        help="print the workflow commands exactly as the runner reads them, instead of the "
+        "step as GitHub shows it",
+    )
+    parser.add_argument(
+        "--expand",
+        action="store_true",
+        help="show every line of each job's log group (by default a long one is folded to "
+        "its last lines)",
+    )
 
 
 def demo_command(
@@ -74,6 +95,7 @@ def demo_command(
     from .action import run_command
     from .simulator import Simulator, default_scenario
 
+    env = {} if env is None else env
     flow = parse_flow_name(args.flow, name="--flow")
     commit = parse_commit(args.commit, name="--commit")
     scale = parse_positive_number(args.time_scale, name="--time-scale")
@@ -90,14 +112,23 @@ def demo_command(
             )
             stdout.flush()
             action_env = layout.runner_env(simulator.url, token, flow, commit, scale)
-            code = run_command(
-                _no_flags(),
-                env=action_env,
-                stdout=stdout,
-                stderr=stderr,
-                install_signal_handlers=False,
-            )
-        _print_results(stdout, layout, code)
+            terminal = None if args.raw else _Terminal.of(stdout, env)
+            view = None if terminal is None else terminal.view(stdout, expand=args.expand)
+            try:
+                code = run_command(
+                    _no_flags(),
+                    env=action_env,
+                    stdout=stdout if view is None else view,
+                    stderr=stderr,
+                    install_signal_handlers=False,
+                )
+            finally:
+                if view is not None:
+                    view.finish()
+        if terminal is None:
+            _print_raw_results(stdout, layout, code)
+        else:
+            _print_results(stdout, layout, code, terminal)
     finally:
         if temporary and not args.keep:
             shutil.rmtree(root, ignore_errors=True)
@@ -179,20 +210,69 @@ def _root(workspace: str | None) -> tuple[Path, bool]:
     return root, False
 
 
-def _print_results(stdout: TextIO, layout: _Layout, code: int) -> None:
+@dataclass(frozen=True)
+class _Terminal:
+    """How stdout is drawn on, decided once from the stream and the environment."""
+
+    color: bool
+    width: int
+
+    @classmethod
+    def of(cls, stdout: TextIO, env: Mapping[str, str]) -> _Terminal:
+        from .render import terminal_width, use_color
+
+        return cls(use_color(stdout, env), terminal_width(stdout, env))
+
+    def view(self, stdout: TextIO, *, expand: bool) -> GitHubView:
+        from .render import DEFAULT_FOLD_LINES, GitHubView
+
+        return GitHubView(stdout, color=self.color, fold=None if expand else DEFAULT_FOLD_LINES)
+
+
+def _print_raw_results(stdout: TextIO, layout: _Layout, code: int) -> None:
+    """The outputs, the summary's markdown source and the files, after the protocol."""
     outputs = read_file_commands(layout.output.read_text(encoding="utf-8"))
-    workspace = layout.workspace
-    status = outputs.get("status", "?")
-    lines = [RULE, f"Result: {status} (the step's exit code: {code})", RULE, "Outputs:"]
-    lines += [f"  {name}: {value}" for name, value in outputs.items() if name != "jobs"]
-    jobs = json.loads(outputs.get("jobs") or "[]")
-    for job in jobs:
-        lines.append(
-            f"  jobs[] {job.get('name')}: {job.get('status')}"
-            + (f" -> {job['artifacts_dir']}" if job.get("artifacts_dir") else "")
-        )
+    lines = [*_result_lines(outputs, code), *_output_lines(outputs)]
     lines += [RULE, f"Job summary ({layout.summary}):", RULE, layout.summary.read_text("utf-8")]
-    lines += [RULE, "Files:"]
+    lines += _file_lines(layout, outputs)
+    stdout.write("\n".join(lines) + "\n")
+    stdout.flush()
+
+
+def _print_results(stdout: TextIO, layout: _Layout, code: int, terminal: _Terminal) -> None:
+    """The summary as the job's page shows it, then the outputs and the files."""
+    from .render import render_summary_file
+
+    outputs = read_file_commands(layout.output.read_text(encoding="utf-8"))
+    summary = render_summary_file(layout.summary, width=terminal.width, color=terminal.color)
+    lines = _result_lines(outputs, code)
+    lines += [f"Job summary ({layout.summary}), as GitHub shows it:", RULE, summary.rstrip("\n")]
+    lines += [RULE, *_output_lines(outputs), *_file_lines(layout, outputs)]
+    stdout.write("\n".join(lines) + "\n")
+    stdout.flush()
+
+
+def _result_lines(outputs: Mapping[str, str], code: int) -> list[str]:
+    status = clean(outputs.get("status", "?"))
+    return [RULE, f"Result: {status} (the step's exit code: {code})", RULE]
+
+
+def _output_lines(outputs: Mapping[str, str]) -> list[str]:
+    """Every output but `jobs`, then a line per job (names come from the server)."""
+    lines = ["Outputs:"]
+    lines += [f"  {name}: {clean(value)}" for name, value in outputs.items() if name != "jobs"]
+    for job in json.loads(outputs.get("jobs") or "[]"):
+        folder = job.get("artifacts_dir")
+        lines.append(
+            f"  jobs[] {clean(job.get('name'))}: {clean(job.get('status'))}"
+            + (f" -> {clean(folder)}" if folder else "")
+        )
+    return lines
+
+
+def _file_lines(layout: _Layout, outputs: Mapping[str, str]) -> list[str]:
+    workspace = layout.workspace
+    lines = [RULE, "Files:"]
     artifacts = outputs.get("artifacts-path")
     if artifacts and (workspace / artifacts).is_dir():
         count = sum(1 for p in (workspace / artifacts).rglob("*") if p.is_file())
@@ -201,8 +281,7 @@ def _print_results(stdout: TextIO, layout: _Layout, code: int) -> None:
         lines.append(f"  JUnit report: {workspace / outputs['junit-path']}")
     lines.append(f"  job summary:  {layout.summary}")
     lines.append(f"  outputs:      {layout.output}")
-    stdout.write("\n".join(lines) + "\n")
-    stdout.flush()
+    return lines
 
 
 def read_file_commands(text: str) -> dict[str, str]:
