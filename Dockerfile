@@ -12,7 +12,7 @@ FROM ${PYTHON_IMAGE}
 LABEL org.opencontainers.image.title="ectf-action" \
       org.opencontainers.image.description="GitHub Action and command-line client for the eCTF testing server" \
       org.opencontainers.image.source="https://github.com/ectf-action/ectf-action" \
-      org.opencontainers.image.version="0.1.0" \
+      org.opencontainers.image.version="1.0.0" \
       org.opencontainers.image.licenses="MIT"
 
 # Unbuffered output keeps workflow commands in order with the runner's view of stderr;

@@ -24,6 +24,10 @@ DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 README = ROOT / "README.md"
 WORKFLOWS = sorted((ROOT / "examples" / "workflows").glob("*.yml"))
+# the repository's own: CI, the release, and the workflow the act test runs
+REPOSITORY_WORKFLOWS = sorted(
+    [*(ROOT / ".github" / "workflows").glob("*.yml"), *(ROOT / "tests" / "act").glob("*.yml")]
+)
 PUBLISHED_ACTION = "ectf-action/ectf-action@v1"
 
 # The contract's "Action inputs" table, in its order: name -> default (None: required).
@@ -109,6 +113,21 @@ def test_example_workflows_match_githubs_schema() -> None:
     assert [path.name for path in WORKFLOWS] == ["nightly.yml", "on-push.yml", "pull-request.yml"]
     result = check_jsonschema("vendor.github-workflows", *WORKFLOWS)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_repository_workflows_match_githubs_schema() -> None:
+    names = [path.name for path in REPOSITORY_WORKFLOWS]
+    assert {"ci.yml", "release.yml", "self-test.yml"} <= set(names)
+    result = check_jsonschema("vendor.github-workflows", *REPOSITORY_WORKFLOWS)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_dependabot_config_matches_its_schema() -> None:
+    config = ROOT / ".github" / "dependabot.yml"
+    result = check_jsonschema("vendor.dependabot", config)
+    assert result.returncode == 0, result.stdout + result.stderr
+    ecosystems = {update["package-ecosystem"] for update in load_yaml(config)["updates"]}
+    assert ecosystems == {"pip", "docker", "github-actions"}
 
 
 def test_schema_check_catches_a_broken_action(tmp_path: Path) -> None:
@@ -246,10 +265,12 @@ def test_examples_follow_the_recommended_shape(path: Path) -> None:
     workflow = load_yaml(path)
     steps = workflow_steps(workflow)
     uses = [str(step.get("uses", "")) for step in steps]
-    assert uses[0] == "actions/checkout@v4"
+    assert uses[0].startswith("actions/checkout@")  # source annotations need the checkout
     assert uses.index(PUBLISHED_ACTION) > 0
 
-    uploads = [step for step in steps if step.get("uses") == "actions/upload-artifact@v4"]
+    uploads = [
+        step for step in steps if step.get("uses", "").startswith("actions/upload-artifact@")
+    ]
     assert len(uploads) == 1 and "always()" in uploads[0]["if"]
     junit = [
         u for u in uses if u.startswith(("mikepenz/action-junit-report@", "dorny/test-reporter@"))
@@ -270,13 +291,38 @@ def test_examples_cover_push_pull_request_and_schedule() -> None:
     assert nightly["schedule"][0]["cron"]
     dispatch_inputs = nightly["workflow_dispatch"]["inputs"]
     assert dispatch_inputs["flow"]["type"] == "choice"
-    assert dispatch_inputs["flow"]["options"] == CONTRACT_FLOWS
-    assert "target-team" in dispatch_inputs
+    # every flow but `remote`, which needs the team's boards connected first (its comment)
+    assert dispatch_inputs["flow"]["options"] == [f for f in CONTRACT_FLOWS if f != "remote"]
+    assert "ectf api remote connect" in (ROOT / "examples" / "workflows" / "nightly.yml").read_text(
+        encoding="utf-8"
+    )
 
 
 def test_pull_request_example_skips_forks_without_a_token() -> None:
     (step,) = action_steps(load_yaml(ROOT / "examples" / "workflows" / "pull-request.yml"))
     assert str(step["with"]["skip-without-token"]).lower() == "true"
+
+
+def test_pull_request_example_publishes_a_check_that_fails_for_a_failed_flow() -> None:
+    """dorny/test-reporter creates no check run while `use-actions-summary` is true (its
+    default), and with `fail-on-error: false` its check says success for a failed flow."""
+    workflow = load_yaml(ROOT / "examples" / "workflows" / "pull-request.yml")
+    (reporter,) = [
+        step for step in workflow_steps(workflow) if step.get("uses", "").startswith("dorny/")
+    ]
+    assert reporter["with"]["use-actions-summary"] is False
+    assert reporter["with"]["fail-on-error"] is True
+    assert reporter["with"]["reporter"] == "java-junit"
+    assert workflow["permissions"]["checks"] == "write"
+
+
+@pytest.mark.parametrize("name", ["on-push.yml", "nightly.yml"])
+def test_junit_report_step_fails_for_a_failed_flow(name: str) -> None:
+    workflow = load_yaml(ROOT / "examples" / "workflows" / name)
+    (reporter,) = [
+        step for step in workflow_steps(workflow) if step.get("uses", "").startswith("mikepenz/")
+    ]
+    assert reporter["with"]["fail_on_failure"] is True
 
 
 def test_readme_documents_every_input_and_output(action: dict[str, Any]) -> None:
