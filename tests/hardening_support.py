@@ -136,7 +136,8 @@ def leftovers(*folders: Path) -> list[Path]:
 # -- workflow commands as the runner reads them -------------------------------------------------
 
 _RUNNER_LINES = re.compile(r"\r\n|\r|\n")
-_COMMAND = re.compile(r"^\s*(::|##\[)")
+# A command starts a line ("::name"), or, in the legacy form, stands anywhere in it ("##[name").
+_COMMAND = re.compile(r"^\s*::|##\[")
 
 
 def runner_lines(stdout: str) -> list[str]:
@@ -163,7 +164,7 @@ def commands_outside_fences(stdout: str) -> tuple[list[str], list[Fence]]:
             else:
                 current.lines.append(line)
             continue
-        if not _COMMAND.match(line):
+        if not _COMMAND.search(line):
             continue
         stripped = line.strip()
         if stripped.startswith("::stop-commands::"):

@@ -21,7 +21,7 @@ from responses import matchers
 from ectf_action import errors
 from ectf_action.client import EctfClient
 from ectf_action.models import JobStatus
-from ectf_action.retry import Attempt, BoundedRetry, RetryPolicy, TryAgain, make_retry
+from ectf_action.retry import IDEMPOTENT_METHODS, RETRY_STATUSES, Attempt, RetryPolicy, TryAgain
 
 API = "https://api.example.test"
 TOKEN = "tok-9f8e7d6c-secret"
@@ -327,18 +327,22 @@ def test_client_errors_are_not_retried(client: EctfClient) -> None:
 
 
 def test_retry_policy_is_exponential_with_jitter_and_idempotent_only() -> None:
-    retry = make_retry(5, backoff_factor=1.0)
-    assert retry.allowed_methods is not None
-    assert "POST" not in retry.allowed_methods and "PATCH" not in retry.allowed_methods
-    assert set(retry.status_forcelist or ()) == {429, 500, 502, 503, 504}
-    assert retry.respect_retry_after_header
-    delays = []
-    for _ in range(5):
-        retry = retry.increment(method="GET", url="/")
-        delays.append(retry.get_backoff_time())
+    assert "POST" not in IDEMPOTENT_METHODS and "PATCH" not in IDEMPOTENT_METHODS
+    assert set(RETRY_STATUSES) == {429, 500, 502, 503, 504}
+    policy = RetryPolicy(backoff=1.0, backoff_max=30.0)
+    delays = [policy.delay(failures) for failures in range(1, 6)]
     # jitter adds up to half the factor; the base doubles each time and is capped
-    for base, delay in zip([0.0, 2.0, 4.0, 8.0, 16.0], delays, strict=True):
+    for base, delay in zip([1.0, 2.0, 4.0, 8.0, 16.0], delays, strict=True):
         assert base <= delay <= base + 0.5
+
+
+@responses.activate
+def test_a_post_is_sent_once_whatever_the_status(client: EctfClient) -> None:
+    """Only the callers that know a repeat is safe (queueing, cancelling) send again."""
+    responses.post(f"{API}/api/flag/steal_design/mitre/", status=503, json={"detail": "busy"})
+    with pytest.raises(errors.ServerError):
+        client.steal_design("mitre", "d")
+    assert len(responses.calls) == 1
 
 
 # -- the no-duplicate rule for queueing --------------------------------------------------
@@ -639,15 +643,13 @@ def test_retry_over_real_http_honours_retry_after(serve) -> None:  # type: ignor
     assert _Counting.times[1] - _Counting.times[0] >= 0.9  # waited the 1 s Retry-After
 
 
-def test_a_hostile_retry_after_is_capped() -> None:
-    class Reply:
-        headers: ClassVar[dict[str, str]] = {"Retry-After": "86400"}
-
-        def getheader(self, name: str) -> str | None:
-            return self.headers.get(name)
-
-    retry = make_retry(3, backoff_factor=1.0)
-    assert retry.get_retry_after(Reply()) == BoundedRetry.MAX_RETRY_AFTER == 60.0
+@responses.activate
+def test_a_hostile_retry_after_is_capped(client: EctfClient) -> None:
+    url = f"{API}/api/flow/test/{FLOW_ID}/"
+    responses.get(url, status=503, headers={"Retry-After": "86400"}, json={"detail": "x"})
+    responses.get(url, json=flow_json())
+    assert client.get_flow("test", FLOW_ID).id == FLOW_ID
+    assert client.sleeps == [60.0]  # type: ignore[attr-defined]
 
 
 def test_unreachable_server_is_a_transport_error_without_the_token() -> None:

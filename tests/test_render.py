@@ -320,11 +320,6 @@ def test_hostile_text_from_the_server_stays_inert(color: bool) -> None:
         assert SGR.search(text)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="WorkflowCommands.info fences a line only when it starts with a command, but the "
-    "runner reads a legacy ##[name] command anywhere in a line",
-)
 def test_a_job_name_holding_a_legacy_command_issues_no_annotation() -> None:
     out = io.StringIO()
     commands = WorkflowCommands(out, output_file=None, state_file=None, summary_file=None)

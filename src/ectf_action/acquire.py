@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .clock import Clock
-from .errors import BadRequest, Conflict, NotFound
+from .errors import BadRequest, Cancelled, Conflict, EctfError, NotFound
 from .follow import follow_flow
 from .models import Flow
 from .results import RunStatus
@@ -26,6 +26,9 @@ from .text import cancel_hint, clean
 SLOT_FREE_SECONDS = 60.0  # how long a cancelled flow may keep the slot before we give up
 CONFLICT_RETRY_SECONDS = 2.0
 EMPTY_CONFLICTS_TOLERATED = 10  # 409s that name no active flow before the 409 is reported
+NOTHING_QUEUED_INTERRUPTED = (
+    "The run was interrupted before a flow was queued; nothing was left running."
+)
 
 
 class QueueClient(Protocol):
@@ -84,6 +87,8 @@ class Acquirer:
             self._check_stop(None)
             try:
                 flow_id = self.client.queue_flow(settings.flow, self._request)
+            except Cancelled:
+                return self._queued_as_interrupted()
             except Conflict as conflict:
                 active = self._active_flow(conflict.active_flow_id)
                 if active is None:
@@ -101,6 +106,25 @@ class Acquirer:
                 continue
             self.log(f"queued {settings.flow} flow {flow_id}")
             return flow_id
+
+    def _queued_as_interrupted(self) -> str:
+        """A signal came while the queue request was on its way and its reply did not come
+        in time: the server may have made the flow. One last look for it, so that it is
+        cancelled like a flow we know, instead of being left holding the slot."""
+        try:
+            made = self._same_active_flow()
+        except EctfError as exc:
+            raise Stop(
+                RunStatus.CANCELED,
+                f"The run was interrupted while the {self.settings.flow} flow was being queued, "
+                f"and the server did not say whether it made it ({exc.title}). If it did, the "
+                f"post step cancels it; check with `ectf-action flows list {self.settings.flow}`.",
+                interrupted=True,
+            ) from None
+        if made is None:
+            raise Stop(RunStatus.CANCELED, NOTHING_QUEUED_INTERRUPTED, interrupted=True)
+        self.log(f"the {self.settings.flow} flow {made.id} was queued as the run was interrupted")
+        return made.id
 
     def _same_active_flow(self) -> Flow | None:
         settings = self.settings
@@ -166,11 +190,7 @@ class Acquirer:
 
     def _check_stop(self, what: str | None) -> None:
         if self.cancel.is_set():
-            raise Stop(
-                RunStatus.CANCELED,
-                "The run was interrupted before a flow was queued; nothing was left running.",
-                interrupted=True,
-            )
+            raise Stop(RunStatus.CANCELED, NOTHING_QUEUED_INTERRUPTED, interrupted=True)
         if self.clock.now() >= self.deadline:
             minutes = f"{self.settings.timeout_seconds / 60:g}"
             raise Stop(

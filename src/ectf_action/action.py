@@ -119,6 +119,9 @@ def _run(
 
     try:
         client = client_factory(settings.api_url, settings.token)
+        client.redact_with(commands.redactor)
+        if settings.ca_bundle is not None:
+            client.trust(settings.ca_bundle)
     except EctfError as exc:
         result = RunResult(
             RunStatus.ERROR, settings.flow, commit=settings.commit or "", message=str(exc),
@@ -133,6 +136,7 @@ def _run(
             cancel=cancel,
             log=commands.info,
             on_flow_id=saved,
+            redact=commands.redactor.redact,
         )
         return runner.run()
     finally:

@@ -12,6 +12,8 @@ gets a second flow. Callers never retry: they report.
 from __future__ import annotations
 
 import contextlib
+import html
+import http.client
 import os
 import re
 import socket
@@ -19,15 +21,15 @@ import struct
 import threading
 import time
 import zipfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 from urllib.parse import quote
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
-from urllib3.util.retry import Retry
 
 from . import __version__
 from .errors import (
@@ -35,11 +37,13 @@ from .errors import (
     Cancelled,
     Conflict,
     DownloadError,
+    EctfError,
     Forbidden,
     ProtocolError,
     TransportError,
     error_class_for,
 )
+from .masking import Redactor
 from .models import Flow, parse_flow_id
 from .retry import (
     IDEMPOTENT_METHODS,
@@ -51,9 +55,21 @@ from .retry import (
 )
 from .settings import check_token
 
+T = TypeVar("T")
+
 DEFAULT_TIMEOUT = (10.0, 60.0)
 DOWNLOAD_CHUNK = 1024 * 1024
 CANCEL_CHECK_SECONDS = 0.1
+# Past the run's deadline, or once a signal came, a request is a last word (cancelling
+# the flow, one last look at it): one try, at most LAST_WORD_SECONDS of waiting, and none
+# at all past GRACE_SECONDS after the deadline. This is the grace `timeout-minutes` has.
+LAST_WORD_SECONDS = 5.0
+GRACE_SECONDS = 15.0
+# A queue request on its way when a signal comes is awaited this long: the flow it makes
+# must be known to be cancelled.
+QUEUE_PATIENCE_SECONDS = 4.0
+SLOW_REQUEST_SECONDS = 10.0  # a request this slow is said in the live log, then every 30 s
+SLOW_REQUEST_REPEAT_SECONDS = 30.0
 # Only these endpoints are documented to answer 403 (the attack phase); anywhere else a
 # 403 means something else, and the attack-phase advice would mislead.
 _ATTACK_PHASE_PATH = re.compile(r"/api/(package|flag/steal_design)(/|$)")
@@ -65,12 +81,38 @@ _TAG_RE = re.compile(r"<[^>]+>")
 _SPACE_RE = re.compile(r"\s+")
 
 
-def make_session(retry: Retry, pool_size: int = 8) -> requests.Session:
+def make_session(pool_size: int = 8) -> requests.Session:
+    """A session that retries nothing itself (every retry is the policy's, which knows
+    the run's deadline)."""
     session = requests.Session()
-    adapter = HTTPAdapter(max_retries=retry, pool_connections=pool_size, pool_maxsize=pool_size)
+    _mount(session, pool_size)
+    return session
+
+
+def _mount(session: requests.Session, pool_size: int = 8) -> None:
+    adapter = HTTPAdapter(max_retries=0, pool_connections=pool_size, pool_maxsize=pool_size)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
-    return session
+
+
+class _BearerAuth(requests.auth.AuthBase):
+    """The team token as `Authorization: Bearer`. Set as the session's auth, it is what
+    every request carries: requests then never replaces it with credentials from
+    `~/.netrc` or the URL (proxy settings are still read from the environment)."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers["Authorization"] = f"Bearer {self._token}"
+        return request
+
+    def __repr__(self) -> str:
+        return "_BearerAuth(***)"
+
+
+class DeadlineReached(TransportError):
+    """A request that would end past the run's deadline and its grace."""
 
 
 class _BodyBrokeOff(Exception):
@@ -103,22 +145,54 @@ class EctfClient:
         backoff_factor: float = 1.0,
         queue_attempts: int = 4,
         retry: RetryPolicy | None = None,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
+        verify: str | bool = True,
+        redactor: Redactor | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         check_token(token)  # a token that cannot go in a header would fail every request
         self.api_url = api_url.rstrip("/")
-        self._token = token
         self.timeout = timeout
         self.policy = retry or RetryPolicy.from_counts(retries, queue_attempts, backoff_factor)
-        self.retry = self.policy.session_retry()
         if session is None:
-            session = make_session(self.retry)
+            session = make_session()
         else:
-            adapter = HTTPAdapter(max_retries=self.retry)
-            session.mount("http://", adapter)
-            session.mount("https://", adapter)
+            _mount(session)
+        session.auth = _BearerAuth(token)
         self._session = session
         self._sleep = sleep
+        self._verify = verify
+        self._token = token
+        self._redactor = redactor or Redactor()
+        self._redactor.add(token)
+        self._now = monotonic
+        self._deadline: float | None = None
+        self._cancel: threading.Event | None = None
+        self._notify: Callable[[str], None] | None = None
+
+    def redact_with(self, redactor: Redactor) -> None:
+        """Redact every secret *redactor* knows (with this client's token) from the
+        replies, instead of the token alone."""
+        redactor.add(self._token)
+        self._redactor = redactor
+
+    def trust(self, ca_bundle: Path) -> None:
+        """Verify the server's certificate against *ca_bundle* (PEM) only."""
+        self._verify = str(ca_bundle)
+
+    def bind(
+        self,
+        *,
+        seconds: float | None = None,
+        cancel: threading.Event | None = None,
+        notify: Callable[[str], None] | None = None,
+    ) -> None:
+        """Tie every request from now on to a run: none waits past *seconds* from now
+        (plus the grace for the last words), a set *cancel* abandons the ones on their
+        way and stops the retries, and *notify* hears of retries and slow replies."""
+        self._deadline = None if seconds is None else self._now() + seconds
+        self._cancel = cancel
+        self._notify = notify
 
     def __repr__(self) -> str:
         return f"EctfClient(api_url={self.api_url!r})"
@@ -142,14 +216,14 @@ class EctfClient:
 
     def steal_design(self, team: str, digest: str) -> str:
         response = self._request("POST", f"flag/steal_design/{_seg(team)}", json=digest)
-        return _flag_hex(response)
+        return _flag_hex(self, response)
 
     def _submit_flag_file(self, field: str, path: Path, mime: str) -> str:
         with path.open("rb") as handle:
             response = self._request(
                 "POST", f"flag/{field}", files={field: (path.name, handle, mime)}
             )
-        return _flag_hex(response)
+        return _flag_hex(self, response)
 
     # -- packages --------------------------------------------------------------------------
 
@@ -191,7 +265,9 @@ class EctfClient:
 
         def attempt(state: Attempt) -> str:
             try:
-                response = self._send("POST", f"flow/{_seg(flow)}", json=dict(body))
+                response = self._send(
+                    "POST", f"flow/{_seg(flow)}", json=dict(body), patience=QUEUE_PATIENCE_SECONDS
+                )
             except TransportError as exc:
                 existing = self._find_active_quietly(flow, body)
                 if existing is not None:
@@ -219,7 +295,7 @@ class EctfClient:
                 )
             raise self._error(response)
 
-        return self.policy.call(attempt, sleep=self._sleep)
+        return self._retrying(attempt)
 
     def _new_flow_id(self, flow: str, body: Mapping[str, Any], response: requests.Response) -> str:
         """The id in a success reply. The flow exists even when that reply cannot be read,
@@ -233,7 +309,8 @@ class EctfClient:
             return ours.id
 
     def cancel_flow(self, flow: str, flow_id: str) -> None:
-        """Cancel a flow; BadRequest when it had already completed."""
+        """Cancel a flow; BadRequest when it had already completed. After a signal or
+        the deadline this is a last word: one try, briefly waited for."""
         self._settle("POST", [f"flow/{_seg(flow)}/{_seg(flow_id)}/cancel"])
 
     def download_job_output(
@@ -269,7 +346,7 @@ class EctfClient:
                 )
             raise self._error(response)
 
-        self.policy.call(attempt, sleep=self._sleep)
+        self._retrying(attempt)
 
     def _send_with_fallback(self, method: str, paths: list[str], payload: Any) -> requests.Response:
         """The first path that the server does not answer with 404 or 405."""
@@ -286,56 +363,179 @@ class EctfClient:
     def url(self, path: str) -> str:
         return f"{self.api_url}/api/{path.strip('/')}/"
 
-    def _send(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        """One request (with the session's retries); transport trouble becomes TransportError.
+    def _send(
+        self, method: str, path: str, *, patience: float = 0.0, **kwargs: Any
+    ) -> requests.Response:
+        """One request; transport trouble becomes TransportError.
 
-        urllib3 retries only until the headers arrive. A body that breaks off after them
-        (a proxy cutting the connection) is read again here, for requests that are safe
-        to repeat and whose body is read at once; a streamed download is retried by
-        `_download`.
+        An idempotent request is tried again under the policy when the connection fails,
+        times out, the reply breaks off, or the status says the server is busy (429 with
+        its Retry-After, 5xx); the last failure is raised (a status as its ApiError). POST
+        and PATCH are sent once: their callers decide whether another try is safe.
         """
-        repeatable = method in IDEMPOTENT_METHODS and not kwargs.get("stream")
+        idempotent = method in IDEMPOTENT_METHODS
 
         def attempt(state: Attempt) -> requests.Response:
             try:
-                return self._send_once(method, path, **kwargs)
+                response = self._send_once(method, path, patience=patience, **kwargs)
             except _BodyBrokeOff as broken:
                 error = TransportError(
                     f"{method} {self.url(path)} failed: the reply broke off "
                     f"({broken}). The server or a proxy dropped the connection; retry later."
                 )
-                if not repeatable:
+                if not idempotent:
                     raise error from None
                 raise TryAgain(error) from None
+            except DeadlineReached:
+                raise
+            except TransportError as exc:
+                if not idempotent:
+                    raise
+                raise TryAgain(exc) from None
+            if idempotent and is_transient(response.status_code):
+                busy = self._error(response)
+                response.close()
+                raise TryAgain(busy, retry_after=_retry_after(response))
+            return response
 
-        return self.policy.call(attempt, sleep=self._sleep, attempts=self.policy.body_attempts)
+        if not idempotent:
+            return attempt(Attempt())
+        return self._retrying(attempt, attempts=self.policy.read_attempts)
 
-    def _send_once(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+    def _retrying(self, attempt: Callable[[Attempt], T], *, attempts: int | None = None) -> T:
+        """*attempt* under the policy, bound to the run: no retry once a signal came or
+        when the next try would start past the deadline; each retry said in the log."""
+        return self.policy.call(
+            attempt,
+            sleep=self._wait,
+            attempts=attempts,
+            cancelled=self._cancelled,
+            remaining=self._time_for_retries,
+            on_retry=self._say_retry,
+        )
+
+    def _send_once(
+        self, method: str, path: str, *, patience: float = 0.0, **kwargs: Any
+    ) -> requests.Response:
+        """One try, bounded by the run: its timeouts come from the time left, and it is
+        abandoned *patience* seconds after a signal (a request started after the signal
+        is a last word, never abandoned)."""
         headers = {
-            "Authorization": f"Bearer {self._token}",
             "User-Agent": f"ectf-action/{__version__}",
             "Accept": "application/json",
         }
         url = self.url(path)
-        try:
-            return self._session.request(
-                method, url, headers=headers, timeout=self.timeout, **kwargs
-            )
-        except (
-            requests.exceptions.ChunkedEncodingError,
-            requests.exceptions.ContentDecodingError,
-        ) as exc:
-            raise _BodyBrokeOff(_reason(exc)) from None
-        except requests.exceptions.Timeout as exc:
-            raise TransportError(
-                f"{method} {url} timed out ({_reason(exc)}). The testing server is slow or "
-                "unreachable; retry later."
-            ) from None
-        except requests.exceptions.RequestException as exc:
-            raise TransportError(
-                f"{method} {url} failed: {_reason(exc)}. Check the API URL and your network; "
-                "the server may be down, retry later."
-            ) from None
+        timeout = self._timeouts()
+
+        def call() -> requests.Response:
+            try:
+                return self._session.request(
+                    method, url, headers=headers, timeout=timeout, verify=self._verify, **kwargs
+                )
+            except (
+                requests.exceptions.ChunkedEncodingError,
+                requests.exceptions.ContentDecodingError,
+            ) as exc:
+                raise _BodyBrokeOff(_reason(exc)) from None
+            except requests.exceptions.Timeout as exc:
+                raise TransportError(
+                    f"{method} {url} timed out ({_reason(exc)}). The testing server is slow "
+                    "or unreachable; retry later."
+                ) from None
+            except requests.exceptions.RequestException as exc:
+                raise TransportError(
+                    f"{method} {url} failed: {_reason(exc)}. Check the API URL and your "
+                    "network; the server may be down, retry later."
+                ) from None
+
+        return self._await(call, f"{method} {url}", patience)
+
+    def _await(self, call: Callable[[], T], what: str, patience: float) -> T:
+        """*call*'s result, waited for in a way a signal and the deadline can end: the
+        call runs on a thread of its own (left to finish alone when abandoned), and a
+        slow one is said in the live log."""
+        if self._cancel is None and self._deadline is None and self._notify is None:
+            return call()
+        outcome: list[T] = []
+        failure: list[BaseException] = []
+        done = threading.Event()
+
+        def run() -> None:
+            try:
+                outcome.append(call())
+            except BaseException as exc:  # handed to the waiting thread below
+                failure.append(exc)
+            finally:
+                done.set()
+
+        threading.Thread(target=run, name="ectf-request", daemon=True).start()
+        cancel = self._cancel
+        last_word = cancel is not None and cancel.is_set()
+        started = self._now()
+        notice_at = started + SLOW_REQUEST_SECONDS
+        cancelled_at: float | None = None
+        while not done.wait(CANCEL_CHECK_SECONDS):
+            now = self._now()
+            if cancel is not None and cancel.is_set() and not last_word:
+                cancelled_at = now if cancelled_at is None else cancelled_at
+                if now - cancelled_at >= patience:
+                    raise Cancelled(f"{what} was abandoned: the run was interrupted")
+            if self._deadline is not None and now > self._deadline + GRACE_SECONDS:
+                raise DeadlineReached(
+                    f"{what} got no reply before the run's deadline (timeout-minutes); "
+                    "the testing server is not answering."
+                )
+            if self._notify is not None and now >= notice_at:
+                self._notify(
+                    f"still waiting for the testing server: {what} has had no reply for "
+                    f"{now - started:.0f} s"
+                )
+                notice_at += SLOW_REQUEST_REPEAT_SECONDS
+        if failure:
+            raise failure[0]
+        return outcome[0]
+
+    def _timeouts(self) -> tuple[float, float]:
+        """(connect, read) timeouts from the time left: the defaults while there is time,
+        LAST_WORD_SECONDS near and past the deadline or after a signal, and nothing past
+        the grace (DeadlineReached)."""
+        connect, read = self.timeout
+        limit: float | None = LAST_WORD_SECONDS if self._cancelled() else None
+        if self._deadline is not None:
+            now = self._now()
+            hard = self._deadline + GRACE_SECONDS - now
+            if hard <= 0:
+                raise DeadlineReached(
+                    "No time is left before the run's deadline (timeout-minutes), so no more "
+                    "requests are sent."
+                )
+            left = self._deadline - now
+            allowed = left if left > LAST_WORD_SECONDS else LAST_WORD_SECONDS
+            limit = min(hard, allowed if limit is None else min(limit, allowed))
+        if limit is None:
+            return connect, read
+        return min(connect, limit), min(read, limit)
+
+    def _cancelled(self) -> bool:
+        return self._cancel is not None and self._cancel.is_set()
+
+    def _time_for_retries(self) -> float | None:
+        """Seconds in which another try may still start: none after a signal."""
+        if self._cancelled():
+            return 0.0
+        return None if self._deadline is None else self._deadline - self._now()
+
+    def _wait(self, seconds: float) -> None:
+        if self._sleep is not None:
+            self._sleep(seconds)
+        elif self._cancel is not None:
+            self._cancel.wait(seconds)
+        else:
+            time.sleep(seconds)
+
+    def _say_retry(self, error: EctfError, number: int, attempts: int, delay: float) -> None:
+        if self._notify is not None:
+            self._notify(f"{_brief(error)}; trying again ({number}/{attempts}) in {delay:.0f} s")
 
     def _request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         response = self._send(method, path, **kwargs)
@@ -347,7 +547,7 @@ class EctfClient:
         request = response.request
         method = request.method or "?"
         url = request.url or "?"
-        detail = _detail(response)
+        detail = _detail(response, self._redactor)
         cls = error_class_for(response.status_code)
         if issubclass(cls, Conflict):
             return cls(method, url, response.status_code, detail, **extra)
@@ -363,15 +563,17 @@ class EctfClient:
             return cls(method, url, response.status_code, detail, advice=_FORBIDDEN_ELSEWHERE)
         return cls(method, url, response.status_code, detail)
 
-    @staticmethod
-    def _json(response: requests.Response) -> Any:
+    def _json(self, response: requests.Response) -> Any:
+        """The reply's JSON, with our secrets redacted from every string in it: what the
+        server sends is shown in logs and reports, and it may echo the token."""
         try:
-            return response.json()
+            data = response.json()
         except ValueError:
             raise ProtocolError(
                 f"{response.request.method} {response.request.url} returned a body that is "
-                f"not JSON ({_snippet(response)})"
+                f"not JSON ({_snippet(response, self._redactor)})"
             ) from None
+        return self._redactor.redact_data(data)
 
     def _find_active(self, flow: str, body: Mapping[str, Any]) -> Flow | None:
         candidates = [f for f in self.list_flows(flow) if not f.finished and f.matches(body)]
@@ -393,12 +595,28 @@ class EctfClient:
         require_zip: bool,
     ) -> Download:
         """Stream to `<dest>.part`, check it is whole, then rename: a partial file never
-        takes the place of a complete one. A download that breaks off is tried again
-        under the policy's `body_attempts`: on a congested server many do."""
+        takes the place of a complete one. One loop under the policy's `read_attempts`
+        tries again what is worth it: no connection, a busy server, a body that broke
+        off (on a congested server many do)."""
+        url = self.url(path)
+
+        def stop() -> str | None:
+            if (cancel is not None and cancel.is_set()) or self._cancelled():
+                return "cancel"
+            if self._deadline is not None and self._now() > self._deadline + GRACE_SECONDS:
+                return "deadline"
+            return None
 
         def attempt(state: Attempt) -> Download:
-            response = self._send("GET", path, stream=True)
+            try:
+                response = self._send_once("GET", path, stream=True)
+            except DeadlineReached:
+                raise
+            except TransportError as exc:
+                raise TryAgain(exc) from None
             with contextlib.closing(response):
+                if is_transient(response.status_code):
+                    raise TryAgain(self._error(response), retry_after=_retry_after(response))
                 if response.status_code >= 400:
                     raise self._error(response)
                 expected = _content_length(response)
@@ -406,8 +624,8 @@ class EctfClient:
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 try:
                     with part.open("wb") as handle:
-                        size = _stream(response, handle, cancel)
-                    _check_complete(part, size, expected, require_zip, self.url(path))
+                        size = _stream(response, handle, url, stop)
+                    _check_complete(part, size, expected, require_zip, url)
                 except BaseException as exc:
                     with contextlib.suppress(OSError):
                         part.unlink()
@@ -417,17 +635,18 @@ class EctfClient:
             os.replace(part, dest)
             return Download(dest, size, response.headers.get("Content-Type", ""))
 
-        attempts = self.policy.body_attempts
+        attempts = self.policy.read_attempts
         try:
             return self.policy.call(
                 attempt,
-                sleep=self._sleep,
+                sleep=self._wait,
                 attempts=attempts,
-                cancelled=(cancel.is_set if cancel is not None else None),
+                cancelled=lambda: stop() == "cancel",
+                remaining=self._time_for_retries,
+                on_retry=self._say_retry,
             )
         except _BrokenDownload as broken:
-            tries = f" (tried {attempts} times)" if attempts > 1 else ""
-            raise DownloadError(f"{broken}{tries}") from None
+            raise DownloadError(f"{broken} (tried {_times(attempts)})") from None
 
 
 def _seg(value: str) -> str:
@@ -435,59 +654,79 @@ def _seg(value: str) -> str:
     return quote(str(value), safe="")
 
 
-def _stream(response: requests.Response, handle: BinaryIO, cancel: threading.Event | None) -> int:
+def _times(count: int) -> str:
+    return "once" if count == 1 else f"{count} times"
+
+
+# What reading a streamed body raises when the connection fails, is shut or times out.
+_BODY_ERRORS = (
+    requests.exceptions.RequestException,
+    urllib3.exceptions.HTTPError,
+    http.client.HTTPException,
+    OSError,
+    ValueError,  # a closed connection's file
+)
+
+
+def _stream(
+    response: requests.Response,
+    handle: BinaryIO,
+    url: str,
+    stop: Callable[[], str | None],
+) -> int:
+    """Copy the body to *handle*; its size. `read1` hands over what has arrived, so the
+    count is the bytes really received when the body breaks off."""
     size = 0
-    chunks: Iterator[bytes] = response.iter_content(chunk_size=DOWNLOAD_CHUNK)
     finished = threading.Event()
-    if cancel is not None:
-        threading.Thread(
-            target=_close_on_cancel,
-            args=(response, cancel, finished),
-            name="ectf-download-cancel",
-            daemon=True,
-        ).start()
+    threading.Thread(
+        target=_shut_when_stopped,
+        args=(response, stop, finished),
+        name="ectf-download-watch",
+        daemon=True,
+    ).start()
     try:
-        for chunk in chunks:
-            if cancel is not None and cancel.is_set():
-                raise Cancelled("download stopped: cancel requested")
+        while True:
+            if stop() is not None:
+                break
+            chunk = response.raw.read1(DOWNLOAD_CHUNK, decode_content=True)
+            if not chunk:
+                break
             handle.write(chunk)
             size += len(chunk)
-    except requests.exceptions.RequestException as exc:
-        if cancel is not None and cancel.is_set():
-            raise Cancelled("download stopped: cancel requested") from None
-        received = _bytes_received(response, size)
-        raise _BrokenDownload(
-            f"download of {response.url} broke off after {received} bytes ({_reason(exc)})"
-        ) from None
+    except _BODY_ERRORS as exc:
+        if stop() is None:
+            raise _BrokenDownload(
+                f"download of {url} broke off after {size:,} bytes ({_reason(exc)})"
+            ) from None
     finally:
         finished.set()
-    if cancel is not None and cancel.is_set():
-        raise Cancelled("download stopped: cancel requested")
+    why = stop()
+    if why == "cancel":
+        raise Cancelled(f"download stopped after {size:,} bytes: the run was interrupted")
+    if why == "deadline":
+        raise DeadlineReached(
+            f"download of {url} stopped at the run's deadline (timeout-minutes) after "
+            f"{size:,} bytes"
+        )
     return size
 
 
-def _close_on_cancel(
-    response: requests.Response, cancel: threading.Event, finished: threading.Event
+def _shut_when_stopped(
+    response: requests.Response, stop: Callable[[], str | None], finished: threading.Event
 ) -> None:
-    """Shut a download's connection when a cancel comes: a read blocked on a stalled
-    server then returns at once, instead of holding the run (and the process's exit)
-    until the read timeout, past the runner's patience."""
-    while not finished.is_set():
-        if cancel.wait(CANCEL_CHECK_SECONDS):
-            connection = getattr(response.raw, "connection", None)
+    """Shut a download's connection when a signal comes or the deadline passes: a read
+    blocked on a stalled server then returns at once, instead of holding the run (and
+    the process's exit) until the read timeout."""
+    while not finished.wait(CANCEL_CHECK_SECONDS):
+        if stop() is not None:
+            connection = getattr(response.raw, "connection", None) or getattr(
+                response.raw, "_connection", None
+            )
             sock = getattr(connection, "sock", None)
             if sock is not None and not finished.is_set():
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
             return
-
-
-def _bytes_received(response: requests.Response, written: int) -> int:
-    """Bytes read off the wire, which may be more than the whole chunks written."""
-    try:
-        return max(written, int(response.raw.tell()))
-    except (AttributeError, TypeError, ValueError, OSError):
-        return written
 
 
 # What zipfile raises for a file it cannot read as a zip: names flagged UTF-8 that are
@@ -528,28 +767,29 @@ def _content_length(response: requests.Response) -> int | None:
         return None
 
 
-def _flag_hex(response: requests.Response) -> str:
-    data = EctfClient._json(response)
+def _flag_hex(client: EctfClient, response: requests.Response) -> str:
+    data = client._json(response)
     if isinstance(data, Mapping) and isinstance(data.get("flag_hex"), str):
         return str(data["flag_hex"])
     raise ProtocolError('expected {"flag_hex": ...} in the flag reply')
 
 
-def _detail(response: requests.Response) -> Any:
-    """The server's `detail`, read defensively: proxies answer with HTML or nothing."""
+def _detail(response: requests.Response, redactor: Redactor) -> Any:
+    """The server's `detail`, read defensively (proxies answer with HTML or nothing) and
+    redacted before anything cuts or shows it."""
     content_type = response.headers.get("Content-Type", "")
     if "json" in content_type:
         try:
             data = response.json()
         except ValueError:
-            return _snippet(response)
+            return _snippet(response, redactor)
         if isinstance(data, Mapping) and "detail" in data:
-            return data["detail"]
-        return data
-    return _snippet(response)
+            return redactor.redact_data(data["detail"])
+        return redactor.redact_data(data)
+    return _snippet(response, redactor)
 
 
-def _snippet(response: requests.Response, limit: int = 200) -> str:
+def _snippet(response: requests.Response, redactor: Redactor, limit: int = 200) -> str:
     try:
         text = response.text
     except Exception:  # a body we cannot even decode
@@ -559,9 +799,15 @@ def _snippet(response: requests.Response, limit: int = 200) -> str:
     if "<html" in text[:500].lower() or "<!doctype" in text[:500].lower():
         title = re.search(r"<title>(.*?)</title>", text, re.IGNORECASE | re.DOTALL)
         summary = title.group(1) if title else _TAG_RE.sub(" ", text)
-        text = "an HTML page: " + _SPACE_RE.sub(" ", summary).strip()
-    text = _SPACE_RE.sub(" ", text).strip()
+        text = "an HTML page: " + html.unescape(summary)
+    text = _SPACE_RE.sub(" ", redactor.redact(text)).strip()
     return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _brief(error: EctfError) -> str:
+    """An error in a few words, for a retry's line in the live log."""
+    text = str(error).split(". ", 1)[0]
+    return text if len(text) <= 160 else text[:157] + "..."
 
 
 def _retry_after(response: requests.Response) -> float | None:

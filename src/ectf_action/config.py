@@ -64,6 +64,15 @@ def read_config_file(home: Path) -> dict[str, str]:
 def normalize_api_url(value: str, *, name: str = "api-url") -> str:
     text = value.strip().rstrip("/")
     parts = urlsplit(text)
+    if parts.username is not None or parts.password is not None:
+        # requests would send these as Basic auth instead of the team's token, and print
+        # the password in its errors: refuse them, without echoing the value.
+        shown = f"{parts.scheme}://{parts.hostname or ''}"
+        raise InvalidInput(
+            name,
+            f"holds a user name or password ({shown} with credentials before the host); the "
+            "testing server takes only the team's token: remove the user:password@ part",
+        )
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise InvalidInput(
             name, f"{value!r} is not an http(s) URL (expected e.g. {DEFAULT_API_URL})"

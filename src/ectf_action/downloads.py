@@ -13,6 +13,7 @@ import contextlib
 import shutil
 import tempfile
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field
@@ -71,8 +72,10 @@ class Downloads:
         cancel: threading.Event,
         temp_root: Path | None = None,
         workers: int = DOWNLOAD_WORKERS,
+        redact: Callable[[str], str] = str,
     ) -> None:
         self._client = client
+        self._redact = redact
         self._flow = flow
         self._artifacts_path = artifacts_path
         self._limits = limits
@@ -156,7 +159,14 @@ class Downloads:
         return self._temp_dir
 
     def _fetch(self, job: Job, dest: Path) -> JobArtifacts:
-        """Download and extract one job's zip; every failure becomes a warning."""
+        """Download and extract one job's zip; every failure becomes a warning. What it
+        says (its log, its warnings) is read from the server's files: redacted here."""
+        found = self._download(job, dest)
+        found.log_tail = self._redact(found.log_tail)
+        found.warnings = [self._redact(warning) for warning in found.warnings]
+        return found
+
+    def _download(self, job: Job, dest: Path) -> JobArtifacts:
         found = JobArtifacts()
         zip_path = self._temp() / f"{job_dir_name(job.id)}.zip"
         try:

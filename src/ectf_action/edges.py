@@ -25,7 +25,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from .errors import EXIT_SIGINT, EXIT_SIGTERM
+from .errors import EXIT_SIGINT, EXIT_SIGTERM, RunAborted
 
 if TYPE_CHECKING:
     from .client import EctfClient
@@ -143,20 +143,19 @@ HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 class Interrupts:
     """The signals that came while installed, and the cancel event they set.
 
-    *second_sigint_raises*: a second SIGINT raises KeyboardInterrupt (at a terminal);
-    otherwise later signals only keep the event set.
+    A first signal sets the event. A second one means "stop now" (the runner's SIGTERM
+    after its SIGINT, a person pressing Ctrl-C twice): it raises RunAborted in the main
+    thread, and the run ends at once, after the cancel request already on its way.
     """
 
-    def __init__(self, *, second_sigint_raises: bool = False) -> None:
+    def __init__(self) -> None:
         self.event = threading.Event()
         self.signum: int | None = None
-        self._second_sigint_raises = second_sigint_raises
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
-        if self.event.is_set() and signum == signal.SIGINT and self._second_sigint_raises:
-            raise KeyboardInterrupt
-        if self.signum is None:
-            self.signum = signum
+        if self.event.is_set():
+            raise RunAborted(signum)
+        self.signum = signum
         self.event.set()
 
     @contextlib.contextmanager

@@ -204,3 +204,12 @@ class Cancelled(EctfError):
     """The operation stopped because a cancel was requested (a signal, a timeout)."""
 
     title = "Cancelled"
+
+
+class RunAborted(BaseException):
+    """A second signal: stop now. A BaseException, so that no handler meant for errors
+    catches it; the run ends as interrupted, after the cancel request on its way."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum

@@ -13,13 +13,12 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from .clock import Clock
-from .errors import InvalidInput, ProtocolError, ServerError, TransportError
+from .errors import Cancelled, InvalidInput, ProtocolError, ServerError, TransportError
 from .models import Flow, Job, JobStatus
 
 # (flow age in seconds up to which it applies, seconds between polls)
 AUTO_STEPS: tuple[tuple[float, float], ...] = ((20.0, 2.0), (60.0, 5.0))
 AUTO_SETTLED = 10.0
-CANCEL_CHECK_SECONDS = 0.05  # how often a status request in flight checks for a cancel
 
 
 class FlowReader(Protocol):
@@ -144,7 +143,10 @@ def follow_flow(
             return result
         result.polls += 1
         try:
-            polled = _unless_cancelled(lambda: client.get_flow(flow, flow_id), cancel)
+            current = client.get_flow(flow, flow_id)
+        except Cancelled:  # a signal came while the request was on its way
+            result.reason = "canceled"
+            return result
         except (TransportError, ServerError, ProtocolError):
             errors_in_a_row += 1
             if errors_in_a_row > tolerated_errors:
@@ -153,10 +155,6 @@ def follow_flow(
                 result.reason = "timed-out"
                 return result
             continue
-        if polled is None:  # cancelled while the request was on its way
-            result.reason = "canceled"
-            return result
-        current = polled
         errors_in_a_row = 0
         now = clock.now()
         changes = diff_jobs(previous, current, now - start)
@@ -172,33 +170,3 @@ def follow_flow(
         if stop:
             result.reason = "stopped"
             return result
-
-
-def _unless_cancelled(call: Callable[[], Flow], cancel: threading.Event | None) -> Flow | None:
-    """*call*'s result, or None as soon as *cancel* is set while it runs.
-
-    A status request may hang on a swamped server for its whole read timeout (and its
-    retries); after a signal the runner kills the step within seconds, so the run must
-    not wait for that reply: the request is left to finish on a daemon thread.
-    """
-    if cancel is None:
-        return call()
-    outcome: list[Flow] = []
-    failure: list[BaseException] = []
-    done = threading.Event()
-
-    def run() -> None:
-        try:
-            outcome.append(call())
-        except BaseException as exc:  # handed to the caller below
-            failure.append(exc)
-        finally:
-            done.set()
-
-    threading.Thread(target=run, name="ectf-poll", daemon=True).start()
-    while not done.wait(CANCEL_CHECK_SECONDS):
-        if cancel.is_set():
-            return None
-    if failure:
-        raise failure[0]
-    return outcome[0]

@@ -45,7 +45,7 @@ def write_reports(
     signal_name: str | None,
 ) -> None:
     """Logs, annotations, JUnit, summary and outputs, then the result's last word."""
-    result = outcome.result
+    result = outcome.result.redacted(commands.redactor.redact)
     write_job_logs(commands, settings, result)
     for warning in result.warnings:
         commands.warning(warning, title="eCTF run")

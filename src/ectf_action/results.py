@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,3 +81,31 @@ class RunResult:
     @property
     def failed_jobs(self) -> list[str]:
         return [o.name for o in self.jobs if o.status is JobStatus.FAILED]
+
+    def redacted(self, redact: Callable[[str], str]) -> RunResult:
+        """This result with *redact* applied to every text in it: run once on the raw
+        text before any report escapes, cuts or serialises it."""
+
+        def maybe(text: str | None) -> str | None:
+            return None if text is None else redact(text)
+
+        def job(outcome: JobOutcome) -> JobOutcome:
+            raw = outcome.job
+            return dataclasses.replace(
+                outcome,
+                job=dataclasses.replace(
+                    raw, id=redact(raw.id), name=redact(raw.name), raw_status=redact(raw.raw_status)
+                ),
+                artifacts_dir=maybe(outcome.artifacts_dir),
+                log_tail=redact(outcome.log_tail),
+                warnings=[redact(warning) for warning in outcome.warnings],
+            )
+
+        return dataclasses.replace(
+            self,
+            flow_id=maybe(self.flow_id),
+            commit=redact(self.commit),
+            jobs=[job(outcome) for outcome in self.jobs],
+            message=redact(self.message),
+            warnings=[redact(warning) for warning in self.warnings],
+        )

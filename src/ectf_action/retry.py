@@ -2,11 +2,10 @@
 leave the outcome of a request unknown.
 
 Every loop that makes a call again lives in the client and asks this policy; nothing
-above the client retries. urllib3's `Retry`, mounted on the session, keeps what it does
-well (connection errors and transient statuses of idempotent requests, before a body
-is read), built from the same numbers (`session_retry`). The client's own loops cover
-what urllib3 cannot: POST and PATCH whose outcome may be unknown, replies whose body
-broke off after the headers, and downloads.
+above the client retries, and the session under it retries nothing either (urllib3's
+own retries cannot see the run's deadline). The policy stops early when the caller's
+time runs out or a signal came, and says each retry through a callback, so a person
+watching the live log can tell a server that does not answer from a flow that runs.
 """
 
 from __future__ import annotations
@@ -14,9 +13,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
-
-from urllib3.util.retry import Retry
+from typing import TypeVar
 
 from .errors import Cancelled, EctfError
 
@@ -41,16 +38,6 @@ def leaves_outcome_unknown(status: int | None) -> bool:
     return status is None or status in _UNKNOWN_OUTCOME_STATUSES
 
 
-class BoundedRetry(Retry):
-    """urllib3's Retry with `Retry-After` capped, so a hostile header cannot stall a run."""
-
-    MAX_RETRY_AFTER = 60.0
-
-    def get_retry_after(self, response: Any) -> float | None:
-        value = super().get_retry_after(response)
-        return None if value is None else min(value, self.MAX_RETRY_AFTER)
-
-
 @dataclass
 class Attempt:
     """What one call of a retried operation knows about the calls before it."""
@@ -61,7 +48,7 @@ class Attempt:
 
 class TryAgain(Exception):
     """Raised by one call of an operation: worth another call, unless the policy's
-    attempts are used up, in which case `error` is raised."""
+    attempts (or the caller's time) are used up, in which case `error` is raised."""
 
     def __init__(
         self,
@@ -80,33 +67,28 @@ class TryAgain(Exception):
 class RetryPolicy:
     """How often and how patiently requests are tried again.
 
-    `attempts` bounds the client's own loops for calls that change something (queueing,
-    cancelling, answering a job); `body_attempts` bounds reading a reply whose body broke
-    off after its headers (a status reply, a download), which a congested server often
-    does and which costs little to repeat; `session_retries` is urllib3's count for
-    idempotent requests.
+    `attempts` bounds the loops for calls that change something (queueing, cancelling,
+    answering a job); `read_attempts` bounds idempotent requests and downloads, whose
+    failures (no connection, a busy server, a body cut short) cost little to repeat.
     """
 
     attempts: int = 4
-    body_attempts: int = 6
-    session_retries: int = 5
+    read_attempts: int = 6
     backoff: float = 1.0  # seconds before the second call; doubled for each next one
     backoff_max: float = 30.0
     retry_after_max: float = 60.0
 
     def __post_init__(self) -> None:
-        if self.attempts < 1 or self.body_attempts < 1 or self.session_retries < 0:
+        if self.attempts < 1 or self.read_attempts < 1:
             raise ValueError("a retry policy needs at least one attempt")
 
     @classmethod
     def from_counts(cls, retries: int, attempts: int, backoff: float) -> RetryPolicy:
-        """The policy the client's constructor arguments describe: *retries* for the
-        session and for bodies that broke off (read 1 + *retries* times)."""
-        retries = max(0, retries)
+        """The policy the client's constructor arguments describe: an idempotent request
+        or a download is tried 1 + *retries* times, other loops *attempts* times."""
         return cls(
             attempts=max(1, attempts),
-            body_attempts=1 + retries,
-            session_retries=retries,
+            read_attempts=1 + max(0, retries),
             backoff=max(0.0, backoff),
         )
 
@@ -118,31 +100,13 @@ class RetryPolicy:
         jitter: Callable[[], float] = random.random,
     ) -> float:
         """Seconds to wait after the *failures*-th failed call: the server's Retry-After
-        (capped) when it gave one, else exponential backoff with up to half the base
-        step of jitter, so that many clients do not come back in step."""
+        (capped: a hostile one cannot stall a run) when it gave one, else exponential
+        backoff with up to half the base step of jitter, so that many clients do not
+        come back in step."""
         if retry_after is not None:
             return max(0.0, min(self.retry_after_max, retry_after))
         base = min(self.backoff_max, self.backoff * 2.0 ** max(0, failures - 1))
         return float(base + self.backoff / 2 * jitter())
-
-    def session_retry(self) -> Retry:
-        """urllib3's Retry for the session: idempotent methods only, same backoff."""
-        retries = self.session_retries
-        return BoundedRetry(
-            total=retries,
-            connect=retries,
-            read=retries,
-            status=retries,
-            other=0,
-            allowed_methods=IDEMPOTENT_METHODS,
-            status_forcelist=RETRY_STATUSES,
-            backoff_factor=self.backoff,
-            backoff_max=self.backoff_max,
-            backoff_jitter=self.backoff / 2,
-            respect_retry_after_header=True,
-            raise_on_status=False,
-            raise_on_redirect=False,
-        )
 
     def call(
         self,
@@ -151,10 +115,13 @@ class RetryPolicy:
         sleep: Callable[[float], None],
         attempts: int | None = None,
         cancelled: Callable[[], bool] | None = None,
+        remaining: Callable[[], float | None] | None = None,
+        on_retry: Callable[[EctfError, int, int, float], None] | None = None,
     ) -> T:
-        """Call *operation* until it returns, raises anything but TryAgain, or the
-        attempts are used up (then the last TryAgain's error is raised). A cancel
-        stops the waiting between calls."""
+        """Call *operation* until it returns or raises anything but TryAgain. The last
+        TryAgain's error is raised when the attempts are used up, or when the next call
+        could not start within *remaining()* seconds. *on_retry(error, next attempt,
+        attempts, delay)* hears of each retry; a cancel ends the waiting between calls."""
         limit = self.attempts if attempts is None else max(1, attempts)
         attempt = Attempt()
         while True:
@@ -163,13 +130,14 @@ class RetryPolicy:
             except TryAgain as again:
                 if attempt.number >= limit:
                     raise again.error from None
+                wait = self.delay(attempt.number, again.retry_after)
+                left = remaining() if remaining is not None else None
+                if left is not None and wait >= left:
+                    raise again.error from None
                 attempt.outcome_unknown = attempt.outcome_unknown or again.outcome_unknown
-                sleep(self.delay(attempt.number, again.retry_after))
+                if on_retry is not None:
+                    on_retry(again.error, attempt.number + 1, limit, wait)
+                sleep(wait)
                 if cancelled is not None and cancelled():
-                    raise Cancelled("stopped retrying: cancel requested") from None
+                    raise Cancelled("stopped retrying: the run was interrupted") from None
                 attempt.number += 1
-
-
-def make_retry(retries: int, backoff_factor: float) -> Retry:
-    """urllib3's Retry for *retries* and *backoff_factor* (see `RetryPolicy.session_retry`)."""
-    return RetryPolicy.from_counts(retries, 1, backoff_factor).session_retry()

@@ -14,13 +14,14 @@ import json
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
+from .acquire import NOTHING_QUEUED_INTERRUPTED as NOTHING_QUEUED
 from .acquire import Acquirer, QueueClient, Stop
 from .artifacts import ExtractLimits
 from .clock import Clock
 from .downloads import DOWNLOAD_WORKERS, Downloads, wants_artifacts
-from .errors import EXIT_FLOW_FAILED, BadRequest, EctfError, NotFound
+from .errors import EXIT_FLOW_FAILED, BadRequest, Cancelled, EctfError, NotFound, RunAborted
 from .follow import FollowResult, JobChange, follow_flow
 from .livelog import LiveLog
 from .models import Flow, Job, JobStatus
@@ -54,6 +55,20 @@ class FlowClient(QueueClient, Protocol):
     ) -> Any: ...
 
     def send_job_input(self, flow: str, job_id: str, data: Mapping[str, Any]) -> None: ...
+
+
+@runtime_checkable
+class RunBound(Protocol):
+    """A client that can tie its requests to the run (`EctfClient.bind`): the deadline,
+    the cancel event, and the live log for retries and slow replies."""
+
+    def bind(
+        self,
+        *,
+        seconds: float | None = None,
+        cancel: threading.Event | None = None,
+        notify: Callable[[str], None] | None = None,
+    ) -> None: ...
 
 
 class CancelGuard:
@@ -105,6 +120,7 @@ class Runner:
         on_flow_id: Callable[[str], None] | None = None,
         download_workers: int = DOWNLOAD_WORKERS,
         urgent_cancel_seconds: float = URGENT_CANCEL_SECONDS,
+        redact: Callable[[str], str] = str,
     ) -> None:
         self.settings = settings
         self.client = client
@@ -115,6 +131,7 @@ class Runner:
         self._on_flow_id = on_flow_id
         self._workers = download_workers
         self._urgent_seconds = urgent_cancel_seconds
+        self._redact = redact  # for the text read from the jobs' artifacts
         self._guard = CancelGuard(cancel, self._cancel_remote)
         self._start = 0.0
         self._deadline = 0.0
@@ -140,7 +157,12 @@ class Runner:
             cancel=self.cancel,
             temp_root=settings.temp_root,
             workers=self._workers,
+            redact=self._redact,
         )
+        if isinstance(self.client, RunBound):
+            self.client.bind(
+                seconds=settings.timeout_seconds, cancel=self.cancel, notify=self._log_line
+            )
         with downloads:
             try:
                 flow_id = self._acquire()
@@ -149,6 +171,14 @@ class Runner:
             except Stop as stop:
                 return self._end(
                     stop.status, stop.flow, stop.message, downloads, interrupted=stop.interrupted
+                )
+            except (Cancelled, RunAborted):  # a request abandoned, or a second signal
+                return self._end(
+                    RunStatus.CANCELED,
+                    self._last,
+                    self._interrupted(self._flow_id) if self._flow_id else NOTHING_QUEUED,
+                    downloads,
+                    interrupted=True,
                 )
             except EctfError as exc:
                 return self._end(RunStatus.ERROR, None, str(exc), downloads)
@@ -169,7 +199,17 @@ class Runner:
         flow_id = acquirer.acquire()
         self._flow_id = flow_id
         if self._on_flow_id is not None:
-            self._on_flow_id(flow_id)
+            try:
+                self._on_flow_id(flow_id)
+            except EctfError as exc:
+                # Without its id saved, no post step could cancel the flow should the run
+                # be cancelled: cancel it now rather than leave it holding the slot.
+                done = self._cancel_remote(flow_id)
+                raise Stop(
+                    RunStatus.ERROR,
+                    f"{exc} The {self.settings.flow} flow {flow_id} {done}, rather than left "
+                    "running where nothing could cancel it.",
+                ) from None
         self._guard.start(flow_id)
         if self.cancel.is_set():
             raise Stop(RunStatus.CANCELED, self._interrupted(flow_id), interrupted=True)
@@ -211,6 +251,8 @@ class Runner:
                     "the workflow again, and tell the organizers if it persists.",
                     flow=self._last,
                 ) from None
+            except Cancelled:
+                raise
             except EctfError as exc:
                 raise self._trouble(exc, flow_id) from None
             if followed.reason != "stopped" or not to_answer:
@@ -339,6 +381,8 @@ class Runner:
             self._refused.add(job.id)
             self._log_line(f"{name}: the answer was refused ({exc})")
             return
+        except Cancelled:
+            raise
         except EctfError as exc:
             raise self._trouble(exc, flow_id) from None
         self._log_line(f"{name}: answered with {_json_one_line(answer)}")

@@ -119,6 +119,7 @@ class Settings:
     workspace: Path
     temp_root: Path | None = None
     in_actions: bool = False
+    ca_bundle: Path | None = None  # trusted CAs for HTTPS (a self-hosted runner's proxy)
 
     def queue_body(self) -> dict[str, Any]:
         """The POST body of this run's flow."""
@@ -249,6 +250,7 @@ def load_settings(
         skip_without_token=skip,
         workspace=workspace,
         temp_root=_temp_root(environment, artifacts_path),
+        ca_bundle=ca_bundle(environment),
         in_actions=actions,
     )
 
@@ -415,6 +417,28 @@ def _path_in_workspace(text: str, name: str, workspace: Path, *, confine: bool) 
     if resolved == workspace or resolved in workspace.parents:
         raise InvalidInput(name, f"{text!r} is the workspace itself; name a path inside it")
     return resolved
+
+
+CA_BUNDLE_VARIABLES = ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")
+
+
+def ca_bundle(env: Environment) -> Path | None:
+    """The CA bundle to trust for HTTPS instead of the built-in one, from
+    REQUESTS_CA_BUNDLE or SSL_CERT_FILE (behind a proxy that signs with a private CA);
+    a path that is not a readable file is an input error."""
+    for name in CA_BUNDLE_VARIABLES:
+        text = env.value(name)
+        if not text:
+            continue
+        path = Path(text)
+        if not path.is_file():
+            raise InvalidInput(
+                name,
+                f"{text!r} is not a file; point it at a PEM bundle of the CAs to trust (inside "
+                "the action's container, a path under the workspace or /github/home)",
+            )
+        return path
+    return None
 
 
 def _temp_root(env: Environment, artifacts_path: Path) -> Path | None:

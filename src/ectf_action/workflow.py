@@ -25,17 +25,17 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
 
-REDACTED = "***"
+from .masking import Redactor
 
 # GitHub drops a step summary over 1 MiB (keeping only an annotation); refuse to grow
 # the file past it, so that what was already written stays visible.
 SUMMARY_FILE_LIMIT = 1024 * 1024
 
 # The runner reads its output with .NET's ReadLine, which ends a line at "\r", "\n" or
-# "\r\n", and accepts a command after leading whitespace: "::name ...::" (current form)
-# or "##[name ...]" (legacy form).
+# "\r\n", and takes a line for a command when it starts, after leading whitespace, with
+# "::name ...::" (current form), or when it holds "##[name ...]" anywhere (legacy form).
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
-_COMMAND_START = re.compile(r"^\s*(::|##\[)")
+_COMMAND_LIKE = re.compile(r"^\s*::|##\[")
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -93,7 +93,7 @@ class WorkflowCommands:
         self._output_file = output_file
         self._state_file = state_file
         self._summary_file = summary_file
-        self._masks: list[str] = []
+        self.redactor = Redactor()
         self._lock = threading.RLock()
 
     # -- masking -----------------------------------------------------------------------
@@ -105,26 +105,14 @@ class WorkflowCommands:
         whitespace would garble every line), and so are values already masked. Each
         line of a multi-line secret is also registered, as the runner masks line by line.
         """
-        if not value or not value.strip():
-            return
         with self._lock:
-            if value in self._masks:
-                return  # the runner already masks it
-            candidates = [value, *(line for line in _lines(value) if line.strip())]
-            for candidate in candidates:
-                if candidate not in self._masks:
-                    self._masks.append(candidate)
-            # Longest first, so a secret that contains another is redacted whole.
-            self._masks.sort(key=len, reverse=True)
-            self._write_raw(f"::add-mask::{escape_data(value)}")
+            if self.redactor.add(value):
+                self._write_raw(f"::add-mask::{escape_data(value)}")
 
     def redact(self, text: str) -> str:
         """*text* with every registered secret replaced by `***`, and any lone surrogate
         (JSON can carry one; UTF-8 cannot encode it) replaced by U+FFFD."""
-        for secret in self._masks:
-            if secret in text:
-                text = text.replace(secret, REDACTED)
-        return _LONE_SURROGATE.sub("\ufffd", text)
+        return _LONE_SURROGATE.sub("\ufffd", self.redactor.redact(text))
 
     # -- commands on stdout ------------------------------------------------------------
 
@@ -141,7 +129,7 @@ class WorkflowCommands:
         """Print our own text. Should it hold a line that the runner would take for a
         command (it may quote a server's name), it is echoed inside stop-commands."""
         text = self.redact(line)
-        if any(_COMMAND_START.match(part) for part in _lines(text)):
+        if any(_COMMAND_LIKE.search(part) for part in _lines(text)):
             self.echo_untrusted(text)
             return
         with self._lock:

@@ -11,13 +11,14 @@ handlers: `ectf-action --help` has to start about as fast as Python itself.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, TextIO
 
 from .. import __version__
 from ..edges import ClientFactory, Environment
-from ..errors import EXIT_INVALID_INPUT, EXIT_SIGINT, EctfError
+from ..errors import EXIT_INVALID_INPUT, EXIT_SIGINT, EXIT_SIGTERM, EctfError, RunAborted
 from ..text import PROG
 from . import flags, flows, jobs, local, packages
 from .context import Context, Parser, ParserExit, UsageError, api_options, parse_with
@@ -123,6 +124,9 @@ def main(
     except KeyboardInterrupt:
         _error_line(err, "interrupted")
         return EXIT_SIGINT
+    except RunAborted as aborted:
+        _error_line(err, "interrupted")
+        return EXIT_SIGTERM if aborted.signum == signal.SIGTERM else EXIT_SIGINT
     finally:
         if ctx is not None:
             ctx.close()

@@ -91,7 +91,7 @@ class Context:
         self.home = home
         self.client_factory = client_factory
         self.clock = clock
-        self.interrupts = Interrupts(second_sigint_raises=True)
+        self.interrupts = Interrupts()
         self._clients: list[EctfClient] = []
 
     @property

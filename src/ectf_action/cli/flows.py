@@ -184,6 +184,7 @@ def watch(
                 ctx.note(clean(_pending_line(name, change).rstrip("\n")) + "\n")
 
     with ctx.interrupts.installed() as cancel:
+        client.bind(cancel=cancel)  # Ctrl-C ends a status request on its way
         result = follow_flow(
             client,
             name,
