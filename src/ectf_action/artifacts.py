@@ -397,9 +397,10 @@ def _read_end(path: str, max_bytes: int) -> str:
     return data.decode("utf-8", "replace")
 
 
-def _text_files_from_end(files: list[tuple[str, str]]) -> Iterator[tuple[str, str]]:
-    """The files that look like text (no NUL byte in their first bytes), last first."""
-    for relative, path in reversed(files):
+def _text_files(files: list[tuple[str, str]]) -> Iterator[tuple[str, str]]:
+    """The files that look like text (no NUL byte in their first bytes), sniffed one at
+    a time as the caller asks for them."""
+    for relative, path in files:
         try:
             head = _read_head(path, BINARY_SNIFF_BYTES)
         except OSError:
@@ -408,26 +409,32 @@ def _text_files_from_end(files: list[tuple[str, str]]) -> Iterator[tuple[str, st
             yield relative, path
 
 
-def read_log_tail(job_dir: Path, *, max_lines: int = 40, max_bytes: int = 8192) -> str:
-    """The tail of a job's log: its `*.log` files (sorted, concatenated), else its other
-    text files. Only the end of each file is read. When several files are shown, each
-    starts with a `==> name <==` line, as `tail` does. Returns "" when there is none."""
-    if max_lines <= 0 or max_bytes <= 0 or not job_dir.is_dir():
-        return ""
+def log_files(job_dir: Path, *, last_first: bool = False) -> Iterator[tuple[str, str]]:
+    """(relative posix path, path) of the files that make a job's log, in name order or
+    *last_first*: its `*.log` files, else its other text files. Every report reads the
+    job's log through this one choice. Text files are sniffed lazily: sniffing every
+    file of a job that left thousands would cost more than the rest of the report."""
+    if not job_dir.is_dir():
+        return iter(())
     files = _regular_files(job_dir)
+    if last_first:
+        files.reverse()
     logs = [entry for entry in files if entry[0].lower().endswith(".log")]
-    chosen: Iterator[tuple[str, str]]
-    if logs:
-        chosen, labelled = reversed(logs), len(logs) > 1
-    else:
-        # Sniffing every file of a job that left thousands would cost more than the rest
-        # of the report: look from the end, and only as far as the tail needs.
-        text_files = _text_files_from_end(files)
-        last_two = list(itertools.islice(text_files, 2))
-        chosen, labelled = itertools.chain(last_two, text_files), len(last_two) > 1
+    return iter(logs) if logs else _text_files(files)
+
+
+def read_log_tail(job_dir: Path, *, max_lines: int = 40, max_bytes: int = 8192) -> str:
+    """The tail of a job's log (see `log_files`), the files concatenated in name order.
+    Only the end of each file is read. When several files are shown, each starts with a
+    `==> name <==` line, as `tail` does. Returns "" when there is none."""
+    if max_lines <= 0 or max_bytes <= 0:
+        return ""
+    chosen = log_files(job_dir, last_first=True)
+    last_two = list(itertools.islice(chosen, 2))
+    labelled = len(last_two) > 1
     pieces: list[str] = []
     used = 0
-    for relative, path in chosen:
+    for relative, path in itertools.chain(last_two, chosen):
         if used >= max_bytes:
             break
         try:
