@@ -313,3 +313,13 @@ UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{
 def flows_of(simulator: Simulator, flow: str = "test") -> list[Any]:
     """The default team's flows of one type, newest first."""
     return simulator.engine.flows(team=simulator.team, flow_name=flow)
+
+
+def check_golden_file(path: Path, text: str) -> None:
+    """Compare *text* with the golden file at *path*; write it instead when
+    UPDATE_GOLDEN=1."""
+    if os.environ.get("UPDATE_GOLDEN") == "1":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    assert path.exists(), f"missing golden file {path}; run with UPDATE_GOLDEN=1"
+    assert text == path.read_text(encoding="utf-8")

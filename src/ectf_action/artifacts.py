@@ -24,7 +24,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, BinaryIO
 
 from .errors import DownloadError
 from .text import clean_terminal_text, format_limit, tail_text
@@ -378,17 +378,21 @@ def _regular_files(job_dir: Path) -> list[tuple[str, str]]:
     return found[:MAX_LOG_FILES_SCANNED]
 
 
+def open_job_file(path: str) -> BinaryIO:
+    """A file of a job's artifacts, opened for reading without following a link (one
+    could have replaced the file since it was listed)."""
+    return os.fdopen(os.open(path, _READ_FLAGS), "rb")
+
+
 def _read_head(path: str, size: int) -> bytes:
-    fd = os.open(path, _READ_FLAGS)
-    with os.fdopen(fd, "rb") as handle:
+    with open_job_file(path) as handle:
         return handle.read(size)
 
 
 def _read_end(path: str, max_bytes: int) -> str:
     """The last *max_bytes* of a file, from the start of a line when it was cut."""
-    fd = os.open(path, _READ_FLAGS)
-    with os.fdopen(fd, "rb") as handle:
-        size = os.fstat(fd).st_size
+    with open_job_file(path) as handle:
+        size = os.fstat(handle.fileno()).st_size
         start = max(0, size - max_bytes)
         handle.seek(start)
         data = handle.read(max_bytes)
