@@ -45,12 +45,11 @@ MAX_FOLLOW_UPS: Final = 5
 CMAKE_MESSAGE_LINES: Final = 12  # lines below a CMake header looked at for its message
 MAX_SCANNED_BYTES: Final = 1024**3  # of one job's log files, together
 
-# Every line a rule below can match holds one of these (case as written).
+# Every line a rule below can match holds one of these (`rror`: error and Error). Each
+# is a pass of `bytes.find` over the log, so they are few.
 _MARKERS: Final = (
-    b"error",
-    b"Error",
-    b"warning",
-    b"Warning",
+    b"rror",
+    b"arning",
     b"note:",
     b"-->",
     b"ing directory",
@@ -212,9 +211,15 @@ class _Recogniser:
         if self.wants_more:
             self._cmake_message(raw)
             return
-        if _MARKER.search(raw) is None:
-            return
-        self._classify(strip_timestamp(clean_terminal_text(raw)).rstrip())
+        if _MARKER.search(raw) is not None:
+            self.feed_marked(raw)
+
+    def feed_marked(self, raw: str) -> None:
+        """`feed` for a line known to hold a marker."""
+        if self.wants_more:
+            self._cmake_message(raw)
+        else:
+            self._classify(strip_timestamp(clean_terminal_text(raw)).rstrip())
 
     def close(self) -> None:
         """The log ended: what is still being read is complete."""
@@ -529,7 +534,7 @@ def _scan_buffer(buffer: bytes, end: int, recogniser: _Recogniser) -> None:
         if start < cursor:
             continue
         newline = buffer.find(b"\n", start, end)
-        recogniser.feed(_decode(buffer[start:newline]))
+        recogniser.feed_marked(_decode(buffer[start:newline]))
         cursor = newline + 1
         feed_wanted()
 
