@@ -21,7 +21,7 @@ import stat
 import struct
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, BinaryIO
@@ -357,25 +357,37 @@ def job_dir_name(job_name: str) -> str:
 # -- log tails ---------------------------------------------------------------------------
 
 
-def _regular_files(job_dir: Path) -> list[tuple[str, str]]:
-    """(relative posix path, path) of the regular files under *job_dir*, sorted; links
-    are not followed. Directory entries say what they are, so no file is stat'ed: a job
-    can leave thousands."""
+def list_files(
+    root: Path,
+    *,
+    limit: int,
+    links: bool = False,
+    skip_folder: Callable[[os.DirEntry[str]], bool] | None = None,
+) -> list[tuple[str, str]]:
+    """(relative posix path, path) of the regular files under *root* (and the links,
+    with *links*, for the caller to check), sorted, at most *limit*. Folders are never
+    entered through a link, nor those *skip_folder* refuses. Directory entries say what
+    they are, so no file is stat'ed: a job can leave thousands."""
     found: list[tuple[str, str]] = []
-    pending: list[tuple[str, str]] = [("", str(job_dir))]
-    while pending and len(found) < MAX_LOG_FILES_SCANNED:
+    pending: list[tuple[str, str]] = [("", str(root))]
+    while pending and len(found) < limit:
         prefix, folder = pending.pop()
         try:
             with os.scandir(folder) as entries:
                 for entry in entries:
                     if entry.is_dir(follow_symlinks=False):
-                        pending.append((f"{prefix}{entry.name}/", entry.path))
-                    elif entry.is_file(follow_symlinks=False):
+                        if skip_folder is None or not skip_folder(entry):
+                            pending.append((f"{prefix}{entry.name}/", entry.path))
+                    elif entry.is_file(follow_symlinks=False) or (links and entry.is_symlink()):
                         found.append((prefix + entry.name, entry.path))
         except OSError:
             continue
     found.sort()
-    return found[:MAX_LOG_FILES_SCANNED]
+    return found[:limit]
+
+
+def _regular_files(job_dir: Path) -> list[tuple[str, str]]:
+    return list_files(job_dir, limit=MAX_LOG_FILES_SCANNED)
 
 
 def open_job_file(path: str) -> BinaryIO:

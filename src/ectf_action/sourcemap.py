@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
+from .artifacts import list_files
+
 MAX_FILES: Final = 100_000
 MAX_PATH_CHARS: Final = 4096
 MAX_CACHED: Final = 4096
@@ -66,23 +68,13 @@ def _listed_by_git(workspace: Path, git: GitRunner, limit: int) -> list[str] | N
 
 
 def _walked(workspace: Path, excluded: set[str], limit: int) -> list[str]:
-    """Regular files and links under *workspace*, relative; folders reached through a
-    link are not entered; `.git` and the *excluded* folders (real paths) are skipped."""
-    found: list[str] = []
-    pending: list[tuple[str, str]] = [("", str(workspace))]
-    while pending and len(found) < limit:
-        prefix, folder = pending.pop()
-        try:
-            with os.scandir(folder) as entries:
-                for entry in entries:
-                    if entry.is_dir(follow_symlinks=False):
-                        if entry.name != ".git" and entry.path not in excluded:
-                            pending.append((f"{prefix}{entry.name}/", entry.path))
-                    elif entry.is_file() or entry.is_symlink():
-                        found.append(prefix + entry.name)
-        except OSError:
-            continue
-    return sorted(found)[:limit]
+    """The files and links under *workspace*, relative; `.git` and the *excluded*
+    folders (real paths) are skipped."""
+
+    def skip(entry: os.DirEntry[str]) -> bool:
+        return entry.name == ".git" or entry.path in excluded
+
+    return [name for name, _ in list_files(workspace, limit=limit, links=True, skip_folder=skip)]
 
 
 @dataclass
