@@ -12,7 +12,6 @@ from ectf_action.annotations import (
     AnnotationPlan,
     JobFindings,
     Located,
-    Verdict,
     blob_url,
     diagnostic_rows,
     first_error_line,
@@ -22,7 +21,7 @@ from ectf_action.annotations import (
 from ectf_action.diagnostics import Diagnostic, JobDiagnostics, Severity, scan_lines
 from ectf_action.sourcemap import SourceIndex
 
-VERDICT = Verdict("error", "eCTF flow failed", "The test flow failed: build.")
+VERDICT = Annotation("error", "eCTF flow failed", "The test flow failed: build.")
 ERROR = Severity.ERROR
 WARNING = Severity.WARNING
 

@@ -178,15 +178,6 @@ class Annotation:
 
 
 @dataclass(frozen=True)
-class Verdict:
-    """The flow's result, the first annotation of the step."""
-
-    kind: str
-    title: str
-    message: str
-
-
-@dataclass(frozen=True)
 class AnnotationLimits:
     """GitHub's limits on one step's annotations, per kind."""
 
@@ -302,17 +293,18 @@ def _source_items(jobs: Sequence[JobFindings]) -> Iterator[tuple[JobFindings, Lo
 
 
 def plan_annotations(
-    verdict: Verdict | None,
+    verdict: Annotation | None,
     jobs: Sequence[JobFindings],
     *,
     other: Sequence[Annotation] = (),
     source_annotations: bool = True,
     limits: AnnotationLimits = DEFAULT_LIMITS,
 ) -> AnnotationPlan:
-    """The annotations of the step, in the order to print them, within *limits*."""
+    """The annotations of the step, in the order to print them, within *limits*.
+    *verdict* is the flow's result, the first annotation of the step."""
     budget = _Budget(limits)
     if verdict is not None:
-        budget.add(Annotation(verdict.kind, verdict.title, verdict.message))
+        budget.add(verdict)
     failed = [job for job in jobs if job.failed]
     room = budget.room["error"]
     if len(failed) > room > 0:
