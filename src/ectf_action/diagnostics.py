@@ -45,19 +45,24 @@ MAX_FOLLOW_UPS: Final = 5
 CMAKE_MESSAGE_LINES: Final = 12  # lines below a CMake header looked at for its message
 MAX_SCANNED_BYTES: Final = 1024**3  # of one job's log files, together
 
-# Every line a rule below can match holds one of these (`rror`: error and Error). Each
-# is a pass of `bytes.find` over the log, so they are few.
+# Every line a rule below can match holds one of these. Each is a pass of `bytes.find`
+# over the log, so they are few, and chosen not to hit a compiler's command line
+# (`-Werror=...`), which a verbose build logs for every file. rustc's colours split
+# `error` from its colon (`error\x1b[0m\x1b[1m: ...`).
 _MARKERS: Final = (
-    b"rror",
+    b"rror: ",  # error: (also fatal, internal compiler), Error: (CMake)
+    b"error[",
+    b"error\x1b",
     b"arning",
-    b"note:",
-    b"-->",
+    b"note: ",
+    b"--> ",
     b"ing directory",
     b"included from",
     b"undefined reference",
     b"multiple definition",
     b"ld: ",
     b"*** ",
+    b"CMake ",
 )
 _MARKER = re.compile("|".join(re.escape(marker.decode()) for marker in _MARKERS))
 
@@ -117,7 +122,7 @@ class JobDiagnostics:
 _PATH = r"(?P<path>(?:[A-Za-z]:[\\/])?[^\s:][^:]*?)"
 _CC = re.compile(
     _PATH + r":(?P<line>\d+):(?:(?P<col>\d+):)? ?"
-    r"(?P<sev>fatal error|error|warning|note|sorry, unimplemented|internal compiler error):"
+    r"(?P<sev>fatal error|error|warning|note|internal compiler error):"
     r" (?P<msg>.*)"
 )
 _CODE = re.compile(r"(?P<msg>.*?)\s*\[(?P<code>-W[^\]\s]*|-fpermissive)\]")
@@ -156,7 +161,6 @@ _FOLLOW_UP = re.compile(
 _SEVERITIES: Final = {
     "fatal error": Severity.ERROR,
     "error": Severity.ERROR,
-    "sorry, unimplemented": Severity.ERROR,
     "internal compiler error": Severity.ERROR,
     "warning": Severity.WARNING,
     "note": Severity.NOTE,
@@ -230,31 +234,42 @@ class _Recogniser:
     # -- the rules ------------------------------------------------------------------------
 
     def _classify(self, text: str) -> None:
-        for rule, handle in self._rules:
-            found = rule.fullmatch(text)
-            if found:
-                handle(found)
-                return
+        for needed, rule, handle in self._rules:
+            if needed in text:
+                found = rule.fullmatch(text)
+                if found:
+                    handle(found)
+                    return
 
-    def _line_rules(self) -> tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], None]], ...]:
-        """The line rules in the order they are tried: the first that matches wins."""
+    def _line_rules(
+        self,
+    ) -> tuple[tuple[str, re.Pattern[str], Callable[[re.Match[str]], None]], ...]:
+        """The line rules in the order they are tried (the first that matches wins), each
+        with a piece of text that a line must hold for the rule to be tried at all: most
+        marked lines (a compiler's command line with `-Werror=...`) are none of them."""
+        cmake_plain: Callable[[re.Match[str]], None] = lambda found: self._start(  # noqa: E731
+            _SEVERITIES[found["sev"]], found["msg"], "cmake"
+        )
         return (
-            (_RUST_AT, self._rust_location),
-            (_RUST_NOTE, lambda found: self._note(found["msg"])),
-            (_MAKE_DIR, self._make_directory),
-            (_MAKE_ERROR, lambda found: self._start(Severity.ERROR, found["msg"], "make")),
-            (_INCLUDED, self._included),
-            (_CC, self._compiler),
-            (_DRIVER, self._driver),
-            (_LINK_REF, lambda found: self._error_at(found, "ld")),
-            (_LINKER, self._linker),
-            (_MAKE_AT, lambda found: self._error_at(found, "make")),
-            (_CMAKE_AT, self._cmake_header),
+            ("--> ", _RUST_AT, self._rust_location),
+            ("= note: ", _RUST_NOTE, lambda found: self._note(found["msg"])),
+            (" directory ", _MAKE_DIR, self._make_directory),
             (
-                _CMAKE_PLAIN,
-                lambda found: self._start(_SEVERITIES[found["sev"]], found["msg"], "cmake"),
+                ": *** ",
+                _MAKE_ERROR,
+                lambda found: self._start(Severity.ERROR, found["msg"], "make"),
             ),
-            (_RUST_HEAD, self._rust_header),
+            ("included from ", _INCLUDED, self._included),
+            (": ", _CC, self._compiler),
+            (": ", _DRIVER, self._driver),
+            (" reference to ", _LINK_REF, lambda found: self._error_at(found, "ld")),
+            (" definition of ", _LINK_REF, lambda found: self._error_at(found, "ld")),
+            ("relocation truncated", _LINK_REF, lambda found: self._error_at(found, "ld")),
+            ("ld", _LINKER, self._linker),
+            (": *** ", _MAKE_AT, lambda found: self._error_at(found, "make")),
+            ("CMake ", _CMAKE_AT, self._cmake_header),
+            ("CMake ", _CMAKE_PLAIN, cmake_plain),
+            (": ", _RUST_HEAD, self._rust_header),
         )
 
     def _error_at(self, found: re.Match[str], tool: str) -> None:

@@ -82,6 +82,8 @@ def clean_terminal_text(text: str) -> str:
     """Terminal output made plain: ANSI escapes removed, carriage-return overwrites
     resolved as a terminal would show them, control and bidi characters dropped
     (newline and tab kept)."""
+    if text.isascii() and text.isprintable():
+        return text  # nothing to remove: the common case, checked at C speed
     text = _ANSI.sub("", text.replace("\r\n", "\n"))
     if "\r" in text:
         text = "\n".join(line.rsplit("\r", 1)[-1] for line in text.split("\n"))
