@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+import time
 import tracemalloc
 from pathlib import Path
 
@@ -409,3 +410,23 @@ def test_the_scanned_bytes_are_bounded(tmp_path: Path) -> None:
     found = scan_job_log(job, "build", max_bytes=100)
     assert [d.path for d in found.diagnostics] == ["a.c"] and not found.complete
     assert scan_job_log(tmp_path / "missing", "build").diagnostics == ()
+
+
+def test_hostile_lines_cost_no_backtracking_blow_up() -> None:
+    # Lines at the length limit built to make the rules backtrack: the whole set takes
+    # about 0.2 s here; quadratic matching would take minutes.
+    lines = [
+        "x:1:" * 2000,
+        "/ld: " * 1600,
+        "In file included from " + "a:" * 4000,
+        "error: " * 1100,
+        "--> " + ":1" * 4000,
+        "CMake Error at " + "a:1 " * 2000,
+        "gcc" * 2600 + ": error: x",
+        "a" * 4000 + "ld: " + "b:(" * 1000 + " undefined reference to x",
+        "a " * 4000 + ": error: x",
+    ]
+    started = time.perf_counter()
+    found = list(scan_lines(lines * 50))
+    assert time.perf_counter() - started < 5
+    assert all(len(d.message) <= 500 for d in found)
