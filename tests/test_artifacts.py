@@ -17,6 +17,7 @@ from ectf_action.artifacts import (
     ExtractReport,
     extract_zip,
     job_dir_name,
+    log_files,
     read_log_tail,
 )
 from ectf_action.errors import DownloadError
@@ -314,6 +315,17 @@ def test_log_files_are_preferred_sorted_and_labelled(tmp_path: Path) -> None:
         read_log_tail(tmp_path)
         == "==> a.log <==\ntop\n==> b.log <==\nb1\nb2\n==> sub/a.log <==\na1"
     )
+
+
+def test_log_files_name_the_same_files_in_both_orders(tmp_path: Path) -> None:
+    (tmp_path / "b.txt").write_text("b\n")
+    (tmp_path / "a.txt").write_text("a\n")
+    (tmp_path / "c.bin").write_bytes(b"\x00")
+    assert [name for name, _ in log_files(tmp_path)] == ["a.txt", "b.txt"]
+    assert [name for name, _ in log_files(tmp_path, last_first=True)] == ["b.txt", "a.txt"]
+    (tmp_path / "z.log").write_text("z\n")
+    assert [name for name, _ in log_files(tmp_path)] == ["z.log"]
+    assert list(log_files(tmp_path / "missing")) == []
 
 
 def test_one_log_file_is_not_labelled(tmp_path: Path) -> None:

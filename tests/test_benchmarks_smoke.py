@@ -82,6 +82,17 @@ def test_artifacts_refuses_a_bandwidth_that_is_not_a_rate(tmp_path: Path) -> Non
     assert "--bandwidth: expected megabytes a second, a number > 0, got '0'" in result.stderr
 
 
+def test_diagnostics_scans_the_logs_next_to_grep_and_removes_its_scratch(tmp_path: Path) -> None:
+    out = run_script("bench_diagnostics.py", tmp_path=tmp_path)
+    assert re.search(r"\| 1\.0 MiB build log +\| \d+\.\d{3} +\| \d+\.\d{3} +\| [\d.]+x ", out)
+    assert "| 4.0 MiB build log " in out
+    assert re.search(r"target under 2 s for the 4\.0 MiB log: (met|NOT met)", out)
+    assert re.search(r"target peak RSS under 50\.0 MiB: (met|NOT met)", out)
+    assert re.search(r"target memory flat in the log's size .*: (met|NOT met)", out)
+    assert "removed: True" in out
+    assert list(tmp_path.iterdir()) == []
+
+
 FAKE_DOCKER = """\
 #!{python}
 import sys

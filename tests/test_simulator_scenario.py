@@ -38,8 +38,11 @@ def test_the_default_scenario_is_the_documented_one() -> None:
     assert organizer is not None and organizer.private and organizer.resolve_after is not None
     ports = scenario.flows["remote"].job("get_ports")
     assert ports is not None and any(a.name.endswith("port.out") for a in ports.artifacts)
-    [rule] = scenario.outcomes
-    assert rule.commit_prefix == "badc0de" and rule.fail == ("build",)
+    c_rule, rust_rule = scenario.outcomes
+    assert c_rule.commit_prefix == "badc0de" and c_rule.fail == ("build",)
+    assert c_rule.design is None
+    assert rust_rule.commit_prefix == "ba5eba11" and rust_rule.fail == ("build",)
+    assert rust_rule.design == "rust"
     assert scenario.faults == () and scenario.time_scale == 1.0
 
 
@@ -172,6 +175,10 @@ def test_secrets_stay_out_of_reprs() -> None:
         ("outcomes:\n  - {commit_prefix: ab}\n", "outcomes[0]: a rule needs `fail` or `hang`"),
         ("outcomes:\n  - {fail: bulid}\n", "outcomes[0].fail: no job named 'bulid'"),
         (
+            "outcomes:\n  - {commit_prefix: ab, design: go}\n",
+            "outcomes[0].design: 'go' is not one of: c, rust",
+        ),
+        (
             "outcomes:\n  - {flows: [clone], fail: build}\n",
             "outcomes[0].fail: no job named 'build' in flow(s) clone",
         ),
@@ -219,3 +226,22 @@ def test_sizes(value: object, expected: int) -> None:
 def test_bad_sizes(value: object) -> None:
     with pytest.raises(ScenarioError, match=r"^size: "):
         parse_size(value, "size")
+
+
+def test_rules_choose_each_flows_outcomes_and_design() -> None:
+    scenario = load_scenario(
+        "outcomes:\n"
+        "  - {commit_prefix: badc0de, fail: build}\n"
+        "  - {commit_prefix: ba5e, design: rust}\n"
+        "  - {commit_prefix: ba5eba11, fail: [build, test_functional]}\n"
+        "  - {flows: [submit], commit_prefix: ba5eba11, design: c}\n"
+    )
+    assert scenario.design_for("test", {"commit_hash": "ba5eba110"}) == "rust"
+    assert scenario.design_for("submit", {"commit_hash": "ba5eba110"}) == "c"  # the later rule
+    assert scenario.design_for("test", {"commit_hash": "badc0de0"}) == "c"
+    assert scenario.job_outcomes("test", {"commit_hash": "BA5EBA11"}) == {
+        "pull-repo": "succeeded",
+        "build": "failed",
+        "test_functional": "failed",
+        "test_security": "succeeded",
+    }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ectf_action.text import clean, format_elapsed, log_stamp
+from ectf_action.text import clean, format_elapsed, log_stamp, strip_timestamp
 
 
 @pytest.mark.parametrize(
@@ -32,3 +32,28 @@ def test_format_elapsed_is_compact(seconds: float, text: str) -> None:
 def test_clean_makes_server_text_one_harmless_line() -> None:
     assert clean("build\n\x1b[2J::error::x") == "build\\n\\x1b[2J::error::x"
     assert clean("a" * 50, 10) == "aaaaaaa..."
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "2026-01-02T03:04:05.678Z make: Entering directory '/d'",
+        "2026-01-02T03:04:05.1234567Z make: Entering directory '/d'",
+        "2026-01-02T03:04:05+01:00 make: Entering directory '/d'",
+        "2026-01-02 03:04:05 make: Entering directory '/d'",
+        "2026-01-02 03:04:05,123 make: Entering directory '/d'",
+        "[2026-01-02 03:04:05] make: Entering directory '/d'",
+        "[12:34:56] make: Entering directory '/d'",
+        "[12:34:56.789] make: Entering directory '/d'",
+        "#12 3.456 make: Entering directory '/d'",
+        "2026-01-02T03:04:05.678Z #12 3.456 make: Entering directory '/d'",
+        "make: Entering directory '/d'",
+    ],
+)
+def test_strip_timestamp_removes_the_common_prefixes(line: str) -> None:
+    assert strip_timestamp(line) == "make: Entering directory '/d'"
+
+
+def test_strip_timestamp_leaves_a_line_that_only_looks_like_one() -> None:
+    assert strip_timestamp("12:34:56 is a time") == "12:34:56 is a time"
+    assert strip_timestamp("src/a.c:12:5: error: x") == "src/a.c:12:5: error: x"

@@ -21,10 +21,10 @@ import stat
 import struct
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, BinaryIO
 
 from .errors import DownloadError
 from .text import clean_terminal_text, format_limit, tail_text
@@ -357,38 +357,54 @@ def job_dir_name(job_name: str) -> str:
 # -- log tails ---------------------------------------------------------------------------
 
 
-def _regular_files(job_dir: Path) -> list[tuple[str, str]]:
-    """(relative posix path, path) of the regular files under *job_dir*, sorted; links
-    are not followed. Directory entries say what they are, so no file is stat'ed: a job
-    can leave thousands."""
+def list_files(
+    root: Path,
+    *,
+    limit: int,
+    links: bool = False,
+    skip_folder: Callable[[os.DirEntry[str]], bool] | None = None,
+) -> list[tuple[str, str]]:
+    """(relative posix path, path) of the regular files under *root* (and the links,
+    with *links*, for the caller to check), sorted, at most *limit*. Folders are never
+    entered through a link, nor those *skip_folder* refuses. Directory entries say what
+    they are, so no file is stat'ed: a job can leave thousands."""
     found: list[tuple[str, str]] = []
-    pending: list[tuple[str, str]] = [("", str(job_dir))]
-    while pending and len(found) < MAX_LOG_FILES_SCANNED:
+    pending: list[tuple[str, str]] = [("", str(root))]
+    while pending and len(found) < limit:
         prefix, folder = pending.pop()
         try:
             with os.scandir(folder) as entries:
                 for entry in entries:
                     if entry.is_dir(follow_symlinks=False):
-                        pending.append((f"{prefix}{entry.name}/", entry.path))
-                    elif entry.is_file(follow_symlinks=False):
+                        if skip_folder is None or not skip_folder(entry):
+                            pending.append((f"{prefix}{entry.name}/", entry.path))
+                    elif entry.is_file(follow_symlinks=False) or (links and entry.is_symlink()):
                         found.append((prefix + entry.name, entry.path))
         except OSError:
             continue
     found.sort()
-    return found[:MAX_LOG_FILES_SCANNED]
+    return found[:limit]
+
+
+def _regular_files(job_dir: Path) -> list[tuple[str, str]]:
+    return list_files(job_dir, limit=MAX_LOG_FILES_SCANNED)
+
+
+def open_job_file(path: str) -> BinaryIO:
+    """A file of a job's artifacts, opened for reading without following a link (one
+    could have replaced the file since it was listed)."""
+    return os.fdopen(os.open(path, _READ_FLAGS), "rb")
 
 
 def _read_head(path: str, size: int) -> bytes:
-    fd = os.open(path, _READ_FLAGS)
-    with os.fdopen(fd, "rb") as handle:
+    with open_job_file(path) as handle:
         return handle.read(size)
 
 
 def _read_end(path: str, max_bytes: int) -> str:
     """The last *max_bytes* of a file, from the start of a line when it was cut."""
-    fd = os.open(path, _READ_FLAGS)
-    with os.fdopen(fd, "rb") as handle:
-        size = os.fstat(fd).st_size
+    with open_job_file(path) as handle:
+        size = os.fstat(handle.fileno()).st_size
         start = max(0, size - max_bytes)
         handle.seek(start)
         data = handle.read(max_bytes)
@@ -397,9 +413,10 @@ def _read_end(path: str, max_bytes: int) -> str:
     return data.decode("utf-8", "replace")
 
 
-def _text_files_from_end(files: list[tuple[str, str]]) -> Iterator[tuple[str, str]]:
-    """The files that look like text (no NUL byte in their first bytes), last first."""
-    for relative, path in reversed(files):
+def _text_files(files: list[tuple[str, str]]) -> Iterator[tuple[str, str]]:
+    """The files that look like text (no NUL byte in their first bytes), sniffed one at
+    a time as the caller asks for them."""
+    for relative, path in files:
         try:
             head = _read_head(path, BINARY_SNIFF_BYTES)
         except OSError:
@@ -408,26 +425,32 @@ def _text_files_from_end(files: list[tuple[str, str]]) -> Iterator[tuple[str, st
             yield relative, path
 
 
-def read_log_tail(job_dir: Path, *, max_lines: int = 40, max_bytes: int = 8192) -> str:
-    """The tail of a job's log: its `*.log` files (sorted, concatenated), else its other
-    text files. Only the end of each file is read. When several files are shown, each
-    starts with a `==> name <==` line, as `tail` does. Returns "" when there is none."""
-    if max_lines <= 0 or max_bytes <= 0 or not job_dir.is_dir():
-        return ""
+def log_files(job_dir: Path, *, last_first: bool = False) -> Iterator[tuple[str, str]]:
+    """(relative posix path, path) of the files that make a job's log, in name order or
+    *last_first*: its `*.log` files, else its other text files. Every report reads the
+    job's log through this one choice. Text files are sniffed lazily: sniffing every
+    file of a job that left thousands would cost more than the rest of the report."""
+    if not job_dir.is_dir():
+        return iter(())
     files = _regular_files(job_dir)
+    if last_first:
+        files.reverse()
     logs = [entry for entry in files if entry[0].lower().endswith(".log")]
-    chosen: Iterator[tuple[str, str]]
-    if logs:
-        chosen, labelled = reversed(logs), len(logs) > 1
-    else:
-        # Sniffing every file of a job that left thousands would cost more than the rest
-        # of the report: look from the end, and only as far as the tail needs.
-        text_files = _text_files_from_end(files)
-        last_two = list(itertools.islice(text_files, 2))
-        chosen, labelled = itertools.chain(last_two, text_files), len(last_two) > 1
+    return iter(logs) if logs else _text_files(files)
+
+
+def read_log_tail(job_dir: Path, *, max_lines: int = 40, max_bytes: int = 8192) -> str:
+    """The tail of a job's log (see `log_files`), the files concatenated in name order.
+    Only the end of each file is read. When several files are shown, each starts with a
+    `==> name <==` line, as `tail` does. Returns "" when there is none."""
+    if max_lines <= 0 or max_bytes <= 0:
+        return ""
+    chosen = log_files(job_dir, last_first=True)
+    last_two = list(itertools.islice(chosen, 2))
+    labelled = len(last_two) > 1
     pieces: list[str] = []
     used = 0
-    for relative, path in chosen:
+    for relative, path in itertools.chain(last_two, chosen):
         if used >= max_bytes:
             break
         try:

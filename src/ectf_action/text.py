@@ -105,10 +105,33 @@ def clean_terminal_text(text: str) -> str:
     """Terminal output made plain: ANSI escapes removed, carriage-return overwrites
     resolved as a terminal would show them, control and bidi characters dropped
     (newline and tab kept)."""
+    if text.isascii() and text.isprintable():
+        return text  # nothing to remove: the common case, checked at C speed
     text = _ANSI.sub("", text.replace("\r\n", "\n"))
     if "\r" in text:
         text = "\n".join(line.rsplit("\r", 1)[-1] for line in text.split("\n"))
     return _UNPRINTABLE.sub("", text)
+
+
+# Prefixes that loggers put before each line of a tool's output: ISO-8601 stamps
+# (`2026-01-02T03:04:05.678Z `, the form docker logs and GitHub use, with an offset or
+# nanoseconds too), `2026-01-02 03:04:05,678 `, `[12:34:56] ` / `[2026-01-02 03:04:05] `,
+# and BuildKit's `#12 3.456 ` step prefix. At most two are removed (a stamp, then a step).
+_TIMESTAMP = re.compile(
+    r"(?:\[?\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d{1,9})?(?:Z|[+-]\d{2}:?\d{2})?\]?"
+    r"|\[\d{2}:\d{2}:\d{2}(?:[.,]\d{1,9})?\]"
+    r"|#\d{1,6} \d{1,6}\.\d{1,3})[ \t]"
+)
+
+
+def strip_timestamp(line: str) -> str:
+    """*line* without the timestamp (and build-step) prefixes a logger put before it."""
+    for _ in range(2):
+        found = _TIMESTAMP.match(line)
+        if found is None:
+            break
+        line = line[found.end() :]
+    return line
 
 
 def tail_text(text: str, max_lines: int, max_bytes: int) -> str:

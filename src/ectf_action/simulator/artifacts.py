@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
+from .design import design_for
 from .scenario import ArtifactSpec
 
 CHUNK: Final = 1024 * 1024
@@ -43,6 +44,7 @@ class LogContext:
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     duration: float = 1.0
     seed: str = "0"
+    design: str = "c"  # the language of the design a build job builds (design.py)
 
     @property
     def commit(self) -> str:
@@ -297,7 +299,7 @@ def _pull(ctx: LogContext) -> Lines:
     objects = rng.randint(400, 4000)
     head = [
         f"Cloning repository {ctx.git_url}",
-        "Cloning into '/ectf/design'...",
+        "Cloning into '/design'...",
         f"remote: Enumerating objects: {objects}, done.",
         f"remote: Counting objects: 100% ({objects}/{objects}), done.",
         f"remote: Compressing objects: 100% ({objects // 2}/{objects // 2}), done.",
@@ -320,59 +322,42 @@ def _pull(ctx: LogContext) -> Lines:
     return head, tail
 
 
-_SOURCES: Final = (
-    "main.c",
-    "host_messaging.c",
-    "simple_crypto.c",
-    "filesystem.c",
-    "commands.c",
-    "uart.c",
-    "flash.c",
-    "permissions.c",
-)
-
-
 def _build(ctx: LogContext) -> Lines:
-    rng = ctx.rng("build")
-    head = [
-        f"Building design at commit {ctx.commit[:12]} for team {ctx.team}",
-        "Step 1/6 : FROM ubuntu:24.04",
-        "Step 2/6 : RUN apt-get update && apt-get install -y gcc-arm-none-eabi make python3",
-        "Step 3/6 : COPY . /design",
-        "Step 4/6 : RUN make -C /design/firmware",
-        "-- The C compiler identification is GNU 13.2.1",
-    ]
-    count = len(_SOURCES)
-    for number, source in enumerate(_SOURCES, start=1):
-        head.append(
-            f"[{number * 100 // (count + 1):3d}%] Building C object "
-            f"firmware/CMakeFiles/hsm.dir/src/{source}.obj"
-        )
-    if ctx.outcome == "failed":
-        broken = rng.choice(_SOURCES)
-        line = rng.randint(20, 400)
-        tail = [
-            f"src/{broken}:{line}:5: error: implicit declaration of function "
-            "'decrypt_frame' [-Wimplicit-function-declaration]",
-            f"  {line} |     decrypt_frame(buf, len, key);",
-            "      |     ^~~~~~~~~~~~~",
-            f"make[2]: *** [firmware/CMakeFiles/hsm.dir/build.make:90: src/{broken}.obj] Error 1",
-            "make[1]: *** [CMakeFiles/Makefile2:83: firmware/CMakeFiles/hsm.dir/all] Error 2",
-            "make: *** [Makefile:42: all] Error 2",
-            "Build failed with exit code 2",
+    """The design's build (see `design.py`): a Docker build whose compile step is the
+    output of CMake and make with arm-none-eabi-gcc, or of cargo, for this commit."""
+    design = design_for(ctx.commit, ctx.design, broken=ctx.outcome == "failed")
+    if design.language == "rust":
+        steps = [
+            "Step 1/6 : FROM rust:1.83-slim",
+            "Step 2/6 : RUN rustup target add thumbv7em-none-eabihf",
+            "Step 3/6 : COPY . /design",
+            "Step 4/6 : RUN cd /design && cargo build --release",
         ]
+        exit_code = 101
     else:
-        used = rng.randint(40_000, 200_000)
-        tail = [
-            "[100%] Linking C executable hsm.elf",
-            "Memory region         Used Size  Region Size  %age Used",
-            f"           FLASH:     {used} B       256 KB     {used / 2621.44:5.2f}%",
-            f"             RAM:     {used // 6} B        64 KB     {used / 6 / 655.36:5.2f}%",
-            "Step 5/6 : RUN python3 -m ectf.tools.gen_secrets",
-            "Step 6/6 : COPY --from=build /design/build /out",
-            f"Build succeeded: hsm.bin ({used} bytes, sha256 "
-            f"{hashlib.sha256(f'{ctx.seed}:bin'.encode()).hexdigest()[:16]}...)",
+        steps = [
+            "Step 1/6 : FROM ubuntu:24.04",
+            "Step 2/6 : RUN apt-get update && apt-get install -y gcc-arm-none-eabi cmake make",
+            "Step 3/6 : COPY . /design",
+            "Step 4/6 : RUN cmake -S /design -B /design/firmware/build "
+            "-DCMAKE_TOOLCHAIN_FILE=/design/firmware/arm-none-eabi.cmake "
+            "&& make -C /design/firmware/build",
         ]
+        exit_code = 2
+    head = [f"Building design at commit {ctx.commit[:12]} for team {ctx.team}", *steps]
+    head += design.compile_lines
+    if ctx.outcome == "failed":
+        return head, [*design.failure_lines, f"Build failed with exit code {exit_code}"]
+    used = ctx.rng("build").randint(40_000, 200_000)
+    tail = [
+        "Memory region         Used Size  Region Size  %age Used",
+        f"           FLASH:     {used} B       256 KB     {used / 2621.44:5.2f}%",
+        f"             RAM:     {used // 6} B        64 KB     {used / 6 / 655.36:5.2f}%",
+        "Step 5/6 : RUN python3 -m ectf.tools.gen_secrets",
+        "Step 6/6 : COPY --from=build /design/build /out",
+        f"Build succeeded: hsm.bin ({used} bytes, sha256 "
+        f"{hashlib.sha256(f'{ctx.seed}:bin'.encode()).hexdigest()[:16]}...)",
+    ]
     return head, tail
 
 

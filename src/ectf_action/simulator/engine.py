@@ -158,6 +158,7 @@ class _Flow:
     created: float
     release_at: float
     jobs: list[_Job]
+    design: str = "c"
     completed: bool = False
 
     def job_named(self, name: str) -> _Job:
@@ -308,7 +309,7 @@ class Engine:
                     f"Team already has an active {flow_name} flow: {active.id}",
                 )
             spec = self.scenario.flows[flow_name]
-            outcomes = self._outcomes(spec, params)
+            outcomes = self.scenario.job_outcomes(flow_name, params)
             flow = _Flow(
                 id=self._new_id(),
                 team=team.name,
@@ -322,6 +323,7 @@ class Engine:
                     _Job(id=self._new_id(), spec=job, outcome=outcomes[job.name])
                     for job in spec.jobs
                 ],
+                design=self.scenario.design_for(flow_name, params),
             )
             self._flows.append(flow)
             self._advance(now)
@@ -501,19 +503,6 @@ class Engine:
     def _new_id(self) -> str:
         return str(uuid.UUID(int=self._ids.getrandbits(128), version=4))
 
-    def _outcomes(self, spec: FlowSpec, params: Mapping[str, Any]) -> dict[str, str]:
-        outcomes = {job.name: job.outcome for job in spec.jobs}
-        for rule in self.scenario.outcomes:
-            if not rule.matches(spec.name, params):
-                continue
-            for name in rule.fail:
-                if name in outcomes:
-                    outcomes[name] = FAILED
-            for name in rule.hang:
-                if name in outcomes:
-                    outcomes[name] = "hang"
-        return outcomes
-
     def _find_flow(self, team: TeamSpec, flow_name: str, flow_id: str) -> _Flow:
         for flow in self._flows:
             if flow.id == flow_id and flow.team == team.name and flow.spec.name == flow_name:
@@ -649,6 +638,7 @@ class Engine:
             started_at=flow.submit_time + timedelta(seconds=max(0.0, started - flow.created)),
             duration=max(job.spec.duration, 0.001),
             seed=f"{self.scenario.seed}:{job.id}",
+            design=flow.design,
         )
         self._builds.put(_BuildOrder(artifact, files, context))
 

@@ -30,6 +30,7 @@ ARTIFACT_KINDS: Final = ("log", "text", "random", "zeros", "port", "content")
 JOB_OUTCOMES: Final = ("succeeded", "failed", "hang")
 JOB_INPUTS: Final = ("approval", "any", "organizer")
 ARTIFACT_WHEN: Final = ("always", "succeeded", "failed")
+DESIGN_LANGUAGES: Final = ("c", "rust")  # simulator/design.py
 LOG_TEMPLATES: Final = (
     "pull",
     "build",
@@ -140,6 +141,7 @@ class OutcomeRule:
     flows: frozenset[str] | None = None
     fail: tuple[str, ...] = ()
     hang: tuple[str, ...] = ()
+    design: str | None = None  # the language of the design its builds build
 
     def matches(self, flow_name: str, params: Mapping[str, Any]) -> bool:
         if self.flows is not None and flow_name not in self.flows:
@@ -181,6 +183,30 @@ class Scenario:
 
     def team(self, name: str) -> TeamSpec | None:
         return next((t for t in self.teams if t.name == name), None)
+
+    def job_outcomes(self, flow_name: str, params: Mapping[str, Any]) -> dict[str, str]:
+        """How each job of a flow queued with *params* ends (`succeeded`, `failed` or
+        `hang`): its own `outcome`, then the matching rules in order."""
+        outcomes = {job.name: job.outcome for job in self.flows[flow_name].jobs}
+        for rule in self.outcomes:
+            if not rule.matches(flow_name, params):
+                continue
+            for name in rule.fail:
+                if name in outcomes:
+                    outcomes[name] = "failed"
+            for name in rule.hang:
+                if name in outcomes:
+                    outcomes[name] = "hang"
+        return outcomes
+
+    def design_for(self, flow_name: str, params: Mapping[str, Any]) -> str:
+        """The language of the design that a flow queued with *params* builds: the last
+        matching rule's `design`, else `c`."""
+        design = "c"
+        for rule in self.outcomes:
+            if rule.design is not None and rule.matches(flow_name, params):
+                design = rule.design
+        return design
 
     def team_by_token(self, token: str) -> TeamSpec | None:
         return next((t for t in self.teams if t.token == token), None)
@@ -708,7 +734,9 @@ def _check_artifact_name(name: str, where: str) -> None:
 
 
 def _parse_outcome(where: str, data: object, flows: Mapping[str, FlowSpec]) -> OutcomeRule:
-    section = _Section(data, where, ("commit_prefix", "target_team", "flows", "fail", "hang"))
+    section = _Section(
+        data, where, ("commit_prefix", "target_team", "flows", "fail", "hang", "design")
+    )
     commit_prefix = section.optional_string("commit_prefix")
     if commit_prefix is not None and not re.fullmatch(r"[0-9a-fA-F]{1,40}", commit_prefix):
         raise ScenarioError(f"{section.at('commit_prefix')}: expected hex digits")
@@ -720,8 +748,15 @@ def _parse_outcome(where: str, data: object, flows: Mapping[str, FlowSpec]) -> O
             )
     fail = section.strings("fail")
     hang = section.strings("hang")
-    if not fail and not hang:
-        raise ScenarioError(f"{where}: a rule needs `fail` or `hang` (the jobs it changes)")
+    design = section.optional_string("design")
+    if design is not None and design not in DESIGN_LANGUAGES:
+        raise ScenarioError(
+            f"{section.at('design')}: {design!r} is not one of: {', '.join(DESIGN_LANGUAGES)}"
+        )
+    if not fail and not hang and design is None:
+        raise ScenarioError(
+            f"{where}: a rule needs `fail` or `hang` (the jobs it changes), or `design`"
+        )
     scope = flow_names or FLOW_TYPES
     known = {j.name for f in scope for j in flows[f].jobs}
     for key, names in (("fail", fail), ("hang", hang)):
@@ -736,6 +771,7 @@ def _parse_outcome(where: str, data: object, flows: Mapping[str, FlowSpec]) -> O
         flows=frozenset(flow_names) if flow_names else None,
         fail=fail,
         hang=hang,
+        design=design,
     )
 
 
