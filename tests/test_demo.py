@@ -133,7 +133,7 @@ def test_expand_shows_every_line_of_each_group(tmp_path: Path) -> None:
     code, text = run_demo("--workspace", str(tmp_path), "--flow", "clone", "--expand")
     assert code == 0, text
     assert "hidden" not in text
-    assert "  " + "Cloning into '/ectf/design'..." in normalise(text).replace("<timestamp> ", "")
+    assert "  " + "Cloning into '/design'..." in normalise(text).replace("<timestamp> ", "")
 
 
 # -- colour --------------------------------------------------------------------------------
