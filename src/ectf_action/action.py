@@ -17,7 +17,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from .edges import ClientFactory, Environment, Interrupts, default_client
-from .errors import EXIT_INVALID_INPUT, EXIT_OK, EXIT_SERVER, EctfError, InvalidInput
+from .errors import (
+    EXIT_INVALID_INPUT,
+    EXIT_OK,
+    EXIT_SERVER,
+    EctfError,
+    InvalidInput,
+    RunAborted,
+    StateNotSaved,
+    unexpected_problem,
+)
+from .ownership import give_to_workspace_owner
+from .results import RunStatus
 from .settings import INPUTS, Settings, load_settings, token_candidates
 
 if TYPE_CHECKING:
@@ -90,12 +101,27 @@ def run_command(
 
     interrupts = Interrupts()
     with interrupts.installed(install_signal_handlers and bool(settings.token)) as cancel:
-        if settings.token:
-            outcome = _run(settings, commands, cancel, client_factory or default_client, clock)
-        else:
-            outcome = _skipped(settings)
+        try:
+            if settings.token:
+                factory = client_factory or default_client
+                outcome = _run(settings, commands, cancel, factory, clock)
+            else:
+                outcome = _skipped(settings)
+        except RunAborted:  # a second signal before the run could handle it
+            outcome = _ended(settings, RunStatus.CANCELED, "The run was interrupted.", True)
+        except Exception as exc:  # the last resort: a bug must not cost the reports
+            outcome = _ended(settings, RunStatus.ERROR, unexpected_problem(exc), False)
         exit_code = interrupts.exit_code if outcome.interrupted else outcome.exit_code
-        write_reports(commands, settings, outcome, exit_code, signal_name=interrupts.name)
+        try:
+            write_reports(commands, settings, outcome, exit_code, signal_name=interrupts.name)
+        except RunAborted:
+            return interrupts.exit_code
+        except Exception as exc:
+            commands.error(unexpected_problem(exc), title="eCTF reports not written")
+            exit_code = exit_code or EXIT_SERVER
+        finally:
+            for problem in give_to_workspace_owner(settings):
+                commands.warning(problem, title="eCTF files not handed over")
     return exit_code
 
 
@@ -107,15 +133,19 @@ def _run(
     clock: Clock | None,
 ) -> RunOutcome:
     from .clock import SystemClock
-    from .results import RunResult, RunStatus
     from .runner import Runner
-    from .verdict import RunOutcome
 
     def saved(flow_id: str) -> None:
-        """The post step cancels this flow should the workflow be cancelled."""
-        commands.save_state("flow_id", flow_id)
-        commands.save_state("flow", settings.flow)
+        """The post step cancels this flow should the workflow be cancelled; if the id
+        cannot be saved for it, the run must not leave the flow running."""
         commands.set_output("flow-id", flow_id)
+        if not (
+            commands.save_state("flow_id", flow_id) and commands.save_state("flow", settings.flow)
+        ):
+            raise StateNotSaved(
+                "The step could not save the flow's id in its state (GITHUB_STATE), so no "
+                "post step could cancel it if the workflow were cancelled."
+            )
 
     try:
         client = client_factory(settings.api_url, settings.token)
@@ -123,11 +153,7 @@ def _run(
         if settings.ca_bundle is not None:
             client.trust(settings.ca_bundle)
     except EctfError as exc:
-        result = RunResult(
-            RunStatus.ERROR, settings.flow, commit=settings.commit or "", message=str(exc),
-            api_url=settings.api_url,
-        )  # fmt: skip
-        return RunOutcome(result, EXIT_SERVER)
+        return _ended(settings, RunStatus.ERROR, str(exc), False)
     try:
         runner = Runner(
             settings,
@@ -147,11 +173,19 @@ def _run(
 
 def _skipped(settings: Settings) -> RunOutcome:
     """A fork's pull request: no token, so nothing is queued, and the step passes."""
-    from .results import RunResult, RunStatus
     from .verdict import RunOutcome
 
+    outcome = _ended(settings, RunStatus.SKIPPED, SKIPPED_MESSAGE, False)
+    return RunOutcome(outcome.result, EXIT_OK, notice=SKIPPED_MESSAGE)
+
+
+def _ended(settings: Settings, status: RunStatus, message: str, interrupted: bool) -> RunOutcome:
+    """An outcome without a run to report (skipped, or ended before the run could say)."""
+    from .results import RunResult
+    from .verdict import RunOutcome, exit_code_for
+
     result = RunResult(
-        RunStatus.SKIPPED, settings.flow, commit=settings.commit or "", message=SKIPPED_MESSAGE,
+        status, settings.flow, commit=settings.commit or "", message=message,
         api_url=settings.api_url,
     )  # fmt: skip
-    return RunOutcome(result, EXIT_OK, notice=SKIPPED_MESSAGE)
+    return RunOutcome(result, exit_code_for(status, settings.fail_on), interrupted=interrupted)

@@ -200,6 +200,12 @@ def format_detail(detail: Any) -> str:
     return text if len(text) <= 500 else text[:500] + "..."
 
 
+class StateNotSaved(EctfError):
+    """The step's state (the flow id the post step needs) could not be written."""
+
+    title = "State not saved"
+
+
 class Cancelled(EctfError):
     """The operation stopped because a cancel was requested (a signal, a timeout)."""
 
@@ -213,3 +219,12 @@ class RunAborted(BaseException):
     def __init__(self, signum: int) -> None:
         super().__init__(signum)
         self.signum = signum
+
+
+def unexpected_problem(exc: BaseException) -> str:
+    """The message for a failure nobody foresaw: what it was, and what to do."""
+    return (
+        f"ectf-action met an unexpected problem ({type(exc).__name__}: {exc}). Run the "
+        "workflow again, and report this at https://github.com/ectf-action/ectf-action/issues "
+        "with the step's log."
+    )

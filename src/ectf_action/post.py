@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from .edges import ClientFactory, Environment, Inputs, impatient_client
-from .errors import EXIT_OK, BadRequest, EctfError, InvalidInput
-from .settings import check_token, load_settings, token_candidates
+from .errors import EXIT_OK, BadRequest, EctfError, InvalidInput, unexpected_problem
+from .settings import ca_bundle, check_token, load_settings, token_candidates
 from .text import cancel_hint
 
 if TYPE_CHECKING:
+    from .client import EctfClient
     from .workflow import WorkflowCommands
 
 NOTHING_QUEUED = "The main step queued no eCTF flow; nothing to cancel."
@@ -32,7 +33,21 @@ def post_main() -> int:
 def post_command(
     env: Mapping[str, str], stdout: TextIO, *, client_factory: ClientFactory | None = None
 ) -> int:
-    """Cancel the flow the main step saved, if it is still active."""
+    """Cancel the flow the main step saved, if it is still active. Whatever happens, it
+    ends with exit 0 and no traceback: a problem is a warning."""
+    from .workflow import WorkflowCommands
+
+    try:
+        return _post(env, stdout, client_factory)
+    except Exception as exc:  # the last resort
+        commands = WorkflowCommands(stdout, output_file=None, state_file=None, summary_file=None)
+        for candidate in token_candidates({}, env):
+            commands.add_mask(candidate)
+        commands.warning(unexpected_problem(exc), title="eCTF post step")
+        return EXIT_OK
+
+
+def _post(env: Mapping[str, str], stdout: TextIO, client_factory: ClientFactory | None) -> int:
     from .config import resolve_config
     from .models import is_uuid
     from .validation import parse_flow_name
@@ -51,6 +66,7 @@ def post_command(
         if not is_uuid(flow_id):
             raise InvalidInput("STATE_flow_id", f"{flow_id!r} is not a flow id")
         config = resolve_config(Inputs({}, environment))
+        factory = _trusting(factory, ca_bundle(environment))
         check_token(config.token, name=config.sources.get("token", "token"))
     except InvalidInput as exc:
         commands.warning(f"The eCTF flow was not cancelled: {exc}.", title="eCTF post step")
@@ -77,6 +93,7 @@ def _cancel_unsaved_flow(
     if not settings.token:
         commands.info(NOTHING_QUEUED)
         return EXIT_OK
+    factory = _trusting(factory, settings.ca_bundle)
     remote = settings.flow == "remote"
     try:
         client = factory(settings.api_url, settings.token)
@@ -132,3 +149,16 @@ def _cancel_flow(
         return EXIT_OK
     commands.info(f"Cancelled {what}, so the team's slot is free again.")
     return EXIT_OK
+
+
+def _trusting(factory: ClientFactory, bundle: Path | None) -> ClientFactory:
+    """*factory*'s clients, verifying HTTPS against *bundle* when one is configured."""
+    if bundle is None:
+        return factory
+
+    def make(api_url: str, token: str) -> EctfClient:
+        client = factory(api_url, token)
+        client.trust(bundle)
+        return client
+
+    return make

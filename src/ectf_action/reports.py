@@ -8,7 +8,11 @@ decides what is said where.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import tempfile
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .artifacts import read_log_tail
@@ -22,6 +26,7 @@ if TYPE_CHECKING:
     from .verdict import RunOutcome
     from .workflow import WorkflowCommands
 
+JOBS_OUTPUT_BUDGET = 256 * 1024  # of GitHub's 1 MB of outputs per job; the rest is small
 LOG_GROUP_LINES = 400  # the tail of a job's log echoed in its `::group::`
 LOG_GROUP_BYTES = 128 * 1024
 
@@ -44,29 +49,27 @@ def write_reports(
     *,
     signal_name: str | None,
 ) -> None:
-    """Logs, annotations, JUnit, summary and outputs, then the result's last word."""
+    """The outputs first (later steps depend on them), then JUnit, the job logs and
+    annotations, the summary, and the result's last word. Every writer turns its own
+    trouble into a warning, so one report that cannot be written costs no other."""
     result = outcome.result.redacted(commands.redactor.redact)
+    junit = settings.relative(settings.junit_path) if settings.junit_path else ""
+    jobs, trimmed = jobs_output(result)
+    if trimmed:
+        result.warnings.append(trimmed)
+    outputs = step_outputs(result, settings, junit, jobs)
+    for name, value in outputs.items():
+        commands.set_output(name, value)
+    if not write_junit(commands, settings, result) and junit:
+        commands.set_output("junit-path", "")  # a later record of an output replaces it
+        outputs["junit-path"] = ""
     write_job_logs(commands, settings, result)
     for warning in result.warnings:
         commands.warning(warning, title="eCTF run")
-    junit_written = write_junit(commands, settings, result)
     if settings.job_summary:
         from .summary import render_summary
 
         commands.append_summary(render_summary(result))
-    outputs = {
-        "status": result.status.value,
-        "failed-jobs": ",".join(result.failed_jobs),
-        "jobs": json.dumps([job.to_output_json() for job in result.jobs]),
-        "junit-path": (
-            settings.relative(settings.junit_path) if junit_written and settings.junit_path else ""
-        ),
-        "artifacts-path": settings.relative(settings.artifacts_path),
-    }
-    if result.flow_id is None:
-        outputs = {"flow-id": "", **outputs}
-    for name, value in outputs.items():
-        commands.set_output(name, value)
     if not settings.in_actions:
         shown = {"flow-id": result.flow_id or "", **outputs}
         shown.pop("jobs")
@@ -81,6 +84,47 @@ def write_reports(
     if signal_name is not None and outcome.interrupted:
         message = f"{message} (received {signal_name})"
     commands.error(message, title=TITLES[result.status.value])
+
+
+def step_outputs(
+    result: RunResult, settings: Settings, junit_path: str, jobs: str
+) -> dict[str, str]:
+    """The step's outputs (the flow id is written as soon as it is known, by the run)."""
+    outputs = {
+        "status": result.status.value,
+        "failed-jobs": ",".join(result.failed_jobs),
+        "jobs": jobs,
+        "junit-path": junit_path,
+        "artifacts-path": settings.relative(settings.artifacts_path),
+    }
+    return {"flow-id": "", **outputs} if result.flow_id is None else outputs
+
+
+def jobs_output(result: RunResult) -> tuple[str, str | None]:
+    """The `jobs` output within its budget (GitHub keeps 1 MB of outputs per job), and
+    the warning that says how many jobs were left out, if any: failed jobs are kept
+    first, the rest in order while they fit."""
+    entries = [job.to_output_json() for job in result.jobs]
+    text = json.dumps(entries)
+    if len(text.encode("utf-8")) <= JOBS_OUTPUT_BUDGET:
+        return text, None
+    order = sorted(
+        range(len(entries)), key=lambda i: (result.jobs[i].status is not JobStatus.FAILED, i)
+    )
+    kept: set[int] = set()
+    used = 2  # the brackets
+    for index in order:
+        size = len(json.dumps(entries[index]).encode("utf-8")) + 2
+        if used + size > JOBS_OUTPUT_BUDGET:
+            continue
+        kept.add(index)
+        used += size
+    warning = (
+        f"The jobs output lists {len(kept)} of {len(entries)} jobs: all of them would take it "
+        f"past its {JOBS_OUTPUT_BUDGET // 1024} KiB budget (GitHub keeps 1 MB of outputs per "
+        "job). The JUnit report and the summary list every job."
+    )
+    return json.dumps([entries[i] for i in sorted(kept)]), warning
 
 
 def write_job_logs(commands: WorkflowCommands, settings: Settings, result: RunResult) -> None:
@@ -104,18 +148,35 @@ def write_job_logs(commands: WorkflowCommands, settings: Settings, result: RunRe
 
 
 def write_junit(commands: WorkflowCommands, settings: Settings, result: RunResult) -> bool:
+    """The JUnit report, written whole or not at all (a temporary file renamed into
+    place), so a later step never parses half a report."""
     if settings.junit_path is None:
         return False
     from .junit import render_junit
 
     path = settings.junit_path
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(commands.redact(render_junit(result)), encoding="utf-8")
+        write_atomically(path, commands.redact(render_junit(result)))
     except OSError as exc:
         commands.warning(
-            f"The JUnit report could not be written to {settings.relative(path)}: {exc.strerror}.",
+            f"The JUnit report could not be written to {settings.relative(path)}: "
+            f"{exc.strerror or exc}.",
             title="JUnit report not written",
         )
         return False
     return True
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """*text* in *path*, whole or not at all: written beside it, then renamed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise

@@ -21,7 +21,15 @@ from .acquire import Acquirer, QueueClient, Stop
 from .artifacts import ExtractLimits
 from .clock import Clock
 from .downloads import DOWNLOAD_WORKERS, Downloads, wants_artifacts
-from .errors import EXIT_FLOW_FAILED, BadRequest, Cancelled, EctfError, NotFound, RunAborted
+from .errors import (
+    EXIT_FLOW_FAILED,
+    BadRequest,
+    Cancelled,
+    EctfError,
+    NotFound,
+    RunAborted,
+    unexpected_problem,
+)
 from .follow import FollowResult, JobChange, follow_flow
 from .livelog import LiveLog
 from .models import Flow, Job, JobStatus
@@ -182,6 +190,12 @@ class Runner:
                 )
             except EctfError as exc:
                 return self._end(RunStatus.ERROR, None, str(exc), downloads)
+            except Exception as exc:  # a bug: end in error, and free the team's slot
+                message = unexpected_problem(exc)
+                if self._flow_id is not None and not self.cancel.is_set():
+                    done = self._cancel_remote(self._flow_id)
+                    message = f"{message} The {settings.flow} flow {self._flow_id} {done}."
+                return self._end(RunStatus.ERROR, self._last, message, downloads)
             finally:
                 self._guard.stop()
 

@@ -16,11 +16,13 @@ do nothing: the command-line client prints its own results instead.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import secrets
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
@@ -37,6 +39,7 @@ SUMMARY_FILE_LIMIT = 1024 * 1024
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _COMMAND_LIKE = re.compile(r"^\s*::|##\[")
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 
 def escape_data(value: object) -> str:
@@ -95,6 +98,7 @@ class WorkflowCommands:
         self._summary_file = summary_file
         self.redactor = Redactor()
         self._lock = threading.RLock()
+        self._unwritable_files: set[Path] = set()
 
     # -- masking -----------------------------------------------------------------------
 
@@ -116,11 +120,25 @@ class WorkflowCommands:
 
     # -- commands on stdout ------------------------------------------------------------
 
-    def error(self, message: str, title: str | None = None) -> None:
-        self._command("error", message, title)
+    def error(
+        self,
+        message: str,
+        title: str | None = None,
+        *,
+        location: Mapping[str, str | int] | None = None,
+    ) -> None:
+        """An error annotation; *location* holds `file`, `line`, `col` when it points at
+        a file of the workspace."""
+        self._command("error", message, title, location)
 
-    def warning(self, message: str, title: str | None = None) -> None:
-        self._command("warning", message, title)
+    def warning(
+        self,
+        message: str,
+        title: str | None = None,
+        *,
+        location: Mapping[str, str | int] | None = None,
+    ) -> None:
+        self._command("warning", message, title, location)
 
     def notice(self, message: str, title: str | None = None) -> None:
         self._command("notice", message, title)
@@ -168,23 +186,24 @@ class WorkflowCommands:
 
     # -- file commands -----------------------------------------------------------------
 
-    def set_output(self, name: str, value: str) -> None:
-        """Append an output to `$GITHUB_OUTPUT`; nothing outside Actions."""
-        self._file_command(self._output_file, name, value)
+    def set_output(self, name: str, value: str) -> bool:
+        """Append an output to `$GITHUB_OUTPUT`; nothing outside Actions. False (after a
+        warning) when it could not be written."""
+        return self._file_command(self._output_file, name, value)
 
-    def save_state(self, name: str, value: str) -> None:
+    def save_state(self, name: str, value: str) -> bool:
         """Append a state to `$GITHUB_STATE` (a post step reads `STATE_<name>`);
-        nothing outside Actions."""
-        self._file_command(self._state_file, name, value)
+        nothing outside Actions. False (after a warning) when it could not be written."""
+        return self._file_command(self._state_file, name, value)
 
-    def append_summary(self, markdown: str) -> None:
+    def append_summary(self, markdown: str) -> bool:
         """Append markdown to `$GITHUB_STEP_SUMMARY`; nothing outside Actions.
 
         Markdown that would take the file past GitHub's 1 MiB cap is not written (GitHub
         would drop the whole summary); a warning says so instead.
         """
         if self._summary_file is None:
-            return
+            return True
         text = self.redact(markdown)
         if not text.endswith("\n"):
             text += "\n"
@@ -192,7 +211,7 @@ class WorkflowCommands:
         with self._lock:
             try:
                 existing = self._summary_file.stat().st_size
-            except FileNotFoundError:
+            except OSError:
                 existing = 0
             if existing + size > SUMMARY_FILE_LIMIT:
                 self.warning(
@@ -200,28 +219,73 @@ class WorkflowCommands:
                     "GitHub's 1 MiB limit.",
                     title="Job summary too large",
                 )
-                return
-            with self._summary_file.open("a", encoding="utf-8", newline="") as handle:
-                handle.write(text)
+                return False
+            return self._append_whole(self._summary_file, text, "job summary")
 
     # -- internals ---------------------------------------------------------------------
 
-    def _command(self, name: str, message: str, title: str | None) -> None:
-        properties = f" title={escape_property(self.redact(title))}" if title else ""
-        self._write_raw(f"::{name}{properties}::{escape_data(self.redact(message))}")
+    def _command(
+        self,
+        name: str,
+        message: str,
+        title: str | None,
+        location: Mapping[str, str | int] | None = None,
+    ) -> None:
+        properties = {**(location or {}), **({"title": title} if title else {})}
+        shown = ",".join(
+            f"{key}={escape_property(self.redact(str(value)))}" for key, value in properties.items()
+        )
+        self._write_raw(
+            f"::{name}{' ' + shown if shown else ''}::{escape_data(self.redact(message))}"
+        )
 
-    def _file_command(self, path: Path | None, name: str, value: str) -> None:
+    def _file_command(self, path: Path | None, name: str, value: str) -> bool:
         """`name<<delimiter`, the value, the delimiter: safe for any value, one line or
         many; the delimiter is random and never part of the value."""
         _check_name(name)
         if path is None:
-            return
+            return True
         text = self.redact(str(value))
         delimiter = self._new_delimiter()
         while delimiter in text:
             delimiter = self._new_delimiter()
-        with self._lock, path.open("a", encoding="utf-8", newline="") as handle:
-            handle.write(f"{name}<<{delimiter}\n{text}\n{delimiter}\n")
+        what = "outputs" if path == self._output_file else "state"
+        with self._lock:
+            return self._append_whole(path, f"{name}<<{delimiter}\n{text}\n{delimiter}\n", what)
+
+    def _append_whole(self, path: Path, text: str, what: str) -> bool:
+        """Append *text* to the runner's file whole or not at all: after a failed write
+        (a full disk) the file is cut back to where it was, so the runner never reads
+        half a record. A file that cannot be written is a warning, once, never a crash."""
+        data = text.encode("utf-8")
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | _CLOEXEC, 0o644)
+        except OSError as exc:
+            self._unwritable(path, what, exc)
+            return False
+        try:
+            start = os.fstat(fd).st_size
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, start)
+            self._unwritable(path, what, exc)
+            return False
+        finally:
+            os.close(fd)
+        return True
+
+    def _unwritable(self, path: Path, what: str, exc: OSError) -> None:
+        if path in self._unwritable_files:
+            return
+        self._unwritable_files.add(path)
+        self.warning(
+            f"The step's {what} could not be written to {path} ({exc.strerror or exc}); "
+            "what it would have held is in this log.",
+            title="Report not written",
+        )
 
     def _write_raw(self, line: str) -> None:
         """One line, exactly as given (callers have escaped and redacted it), flushed."""
