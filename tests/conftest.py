@@ -8,6 +8,7 @@ kept), and reads back the outputs, state and summary the action wrote.
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import queue
@@ -17,6 +18,7 @@ import sys
 import threading
 import time
 import uuid
+import xml.sax.saxutils
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -257,13 +259,46 @@ class SecretScanner:
         self.folders.append(folder)
 
     def leaks(self, token: str) -> list[str]:
-        needle = token.encode()
-        found = [where for where, text in self.texts if token in text]
+        """Where the token is, in any of the forms a report could spell it."""
+        forms = token_forms(token)
+        found = [
+            f"{where} ({form})"
+            for where, text in self.texts
+            for form, needle in forms.items()
+            if needle in text
+        ]
         for folder in self.folders:
             for path in sorted(folder.rglob("*")):
-                if path.is_file() and not path.is_symlink() and needle in path.read_bytes():
-                    found.append(str(path))
+                if not path.is_file() or path.is_symlink():
+                    continue
+                data = path.read_bytes()
+                found += [
+                    f"{path} ({form})" for form, needle in forms.items() if needle.encode() in data
+                ]
         return found
+
+
+_MARKDOWN_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", "`": "&#96;", "|": "&#124;"}
+
+
+def token_forms(token: str) -> dict[str, str]:
+    """The token raw, its start (what cutting a long name before redacting it shows),
+    and escaped as each report escapes text: markdown, XML and HTML, JSON, and the
+    workflow commands' property escaping. Finding any of them is a leak."""
+    markdown = "".join(
+        f"\\{ch}" if ch in "\\*_[]~#!" else _MARKDOWN_ENTITIES.get(ch, ch) for ch in token
+    )
+    forms = {
+        "raw": token,
+        "markdown": markdown,
+        "xml": xml.sax.saxutils.escape(token, {'"': "&quot;", "'": "&apos;"}),
+        "html": html.escape(token),
+        "json": json.dumps(token)[1:-1],
+        "workflow": token.replace("%", "%25").replace(":", "%3A").replace(",", "%2C"),
+    }
+    if len(token) >= 24:
+        forms["start"] = token[:16]
+    return forms
 
 
 @pytest.fixture

@@ -294,7 +294,7 @@ def test_stall_applies_only_to_file_downloads(stopper: list[Simulator]) -> None:
         ("{kind: mangle, completed: yes please}", "faults[0].completed: expected true or false"),
         ("{kind: mangle, unknown_status: ' '}", "faults[0].unknown_status: must not be empty"),
         ("{kind: html, drop_fields: [x]}", "faults[0].drop_fields: only a `mangle` rule"),
-        ("{kind: error, seconds: 2}", "faults[0].seconds: only a `stall` rule"),
+        ("{kind: error, seconds: 2}", "faults[0].seconds: only a `stall` or `hang` rule"),
         ("{kind: stall, then: wait}", "faults[0].then: 'wait' is not one of: continue, close"),
         ("{kind: stall, seconds: -1}", "faults[0].seconds: must be a number >= 0"),
         ("{kind: stall, fraction: 2}", "faults[0].fraction: must be a number in [0, 1]"),

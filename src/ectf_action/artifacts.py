@@ -5,14 +5,18 @@ devices, repeat, lie about sizes or decompress to far more than they declare. Th
 - nothing is ever written outside `dest`: a name is split into components (backslashes
   count as separators), and absolute paths, drive letters, `..`, control characters and
   over-long components are refused; an existing symlink is never followed;
-- only regular files and folders are created, with fixed permissions (0o644 / 0o755);
+- only regular files and folders are created, with fixed permissions: 0o755 for folders
+  and for files the zip marks executable by their owner, 0o644 for the rest (never
+  setuid, setgid, sticky or writable by others);
 - bytes are counted as they are really written, in chunks, never trusting the sizes the
-  zip declares; when a cap is reached the extraction stops and says which cap;
+  zip declares; when a cap is reached the extraction stops and says which cap; the
+  job's `*.log` files come first, so a cap never costs the log;
 - a hostile entry is skipped with one short sentence naming it, and the rest go on.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import os
@@ -39,6 +43,7 @@ MAX_LOG_FILES_SCANNED = 10_000
 BINARY_SNIFF_BYTES = 8192
 
 FILE_MODE = 0o644
+EXECUTABLE_MODE = 0o755  # when the zip marks the file executable by its owner
 DIR_MODE = 0o755
 
 _OPEN_FLAGS = (
@@ -88,10 +93,15 @@ class ExtractReport:
     bytes: int = 0
     problems: list[str] = field(default_factory=list)
     stopped: bool = False
+    cap: str = ""  # which cap stopped it, for people: "the max-artifact-mb cap (512 MiB)"
 
 
 class _CapReached(Exception):
-    """Unwinds the extraction loop when a cap is hit."""
+    """Unwinds the extraction loop when a cap is hit; *cap* names it for people."""
+
+    def __init__(self, message: str, cap: str) -> None:
+        super().__init__(message)
+        self.cap = cap
 
 
 class _EntryRefused(Exception):
@@ -155,34 +165,38 @@ class _Extraction:
         self.seen_names: set[str] = set()
         self.safe_dirs: set[Path] = {root}
         self.written_inodes: set[tuple[int, int]] = set()
-        self.unlisted_problems = 0
 
     def run(self) -> ExtractReport:
-        entries = self.archive.infolist()
-        for index, info in enumerate(entries):
+        # The job's logs first: a cap that is hit must never cost the log, which every
+        # report shows (sorted() is stable, so the rest keep the zip's order). Problems
+        # are told in the zip's order all the same.
+        listed = self.archive.infolist()
+        order = sorted(range(len(listed)), key=lambda i: not _is_log(listed[i].filename))
+        refused: list[tuple[int, str]] = []
+        stopped_at = ""
+        for done, position in enumerate(order):
+            info = listed[position]
             try:
                 self._extract(info)
-            except _EntryRefused as refused:
-                self._problem(f"{shown_name(info.orig_filename)}: {refused}.")
+            except _EntryRefused as refusal:
+                refused.append((position, f"{shown_name(info.orig_filename)}: {refusal}."))
             except _CapReached as cap:
-                left = len(entries) - index
                 self.report.stopped = True
-                self.report.problems.append(
+                self.report.cap = cap.cap
+                stopped_at = (
                     f"{shown_name(info.orig_filename)}: extraction stopped here, {cap} "
-                    f"({left} entries not extracted)."
+                    f"({len(order) - done} entries not extracted)."
                 )
                 break
-        if self.unlisted_problems:
+        refused.sort()
+        self.report.problems = [sentence for _, sentence in refused[:MAX_PROBLEMS]]
+        if stopped_at:
+            self.report.problems.append(stopped_at)
+        if len(refused) > MAX_PROBLEMS:
             self.report.problems.append(
-                f"{self.unlisted_problems} more entries were skipped for similar reasons."
+                f"{len(refused) - MAX_PROBLEMS} more entries were skipped for similar reasons."
             )
         return self.report
-
-    def _problem(self, sentence: str) -> None:
-        if len(self.report.problems) < MAX_PROBLEMS:
-            self.report.problems.append(sentence)
-        else:
-            self.unlisted_problems += 1
 
     def _extract(self, info: zipfile.ZipInfo) -> None:
         if "\x00" in info.orig_filename:
@@ -205,7 +219,8 @@ class _Extraction:
 
     def _check_room_for_one_more(self) -> None:
         if self.created_entries >= self.limits.max_files:
-            raise _CapReached(f"the cap of {self.limits.max_files} files and folders was reached")
+            cap = f"the cap of {self.limits.max_files} files and folders"
+            raise _CapReached(f"{cap} was reached", f"{cap} per job")
 
     def _ensure_dir(self, parts: list[str]) -> Path:
         """Create the folders of *parts* under root, refusing to pass through a symlink
@@ -248,15 +263,23 @@ class _Extraction:
             except OSError as exc:
                 raise _EntryRefused(f"not extracted: {exc.strerror}") from None
             self.created_entries += 1
-            with os.fdopen(fd, "wb") as out:
+            out = os.fdopen(fd, "wb")
+            try:
                 identity = os.fstat(fd)
-                try:
-                    written = self._copy(source, out)
-                except BaseException:
+                written = self._copy(source, out)
+                out.close()  # flushes: a full disk may show itself only here
+                if _owner_executable(info):
+                    os.chmod(target, EXECUTABLE_MODE)
+            except BaseException as exc:
+                with contextlib.suppress(OSError):
                     out.close()
-                    target.unlink(missing_ok=True)
-                    self.created_entries -= 1
-                    raise
+                target.unlink(missing_ok=True)
+                self.created_entries -= 1
+                if isinstance(exc, OSError):  # this file's trouble, not the others'
+                    raise _EntryRefused(
+                        f"removed: writing it failed ({exc.strerror or exc})"
+                    ) from None
+                raise
         self.written_inodes.add((identity.st_dev, identity.st_ino))
         self.report.files += 1
         self.report.bytes += written
@@ -301,13 +324,24 @@ class _Extraction:
                 cap = format_limit(self.limits.max_bytes)
                 raise _CapReached(
                     f"the {cap} cap on extracted bytes was reached; "
-                    "raise max-artifact-mb to extract everything"
+                    "raise max-artifact-mb to extract everything",
+                    f"the max-artifact-mb cap ({cap})",
                 )
             try:
                 out.write(chunk)
             except OSError as exc:
                 raise _EntryRefused(f"removed: writing it failed ({exc.strerror})") from None
             written += len(chunk)
+
+
+def _is_log(name: str) -> bool:
+    return name.lower().endswith(".log")
+
+
+def _owner_executable(info: zipfile.ZipInfo) -> bool:
+    """The entry's Unix mode lets its owner run it (a script, a tool the build made).
+    Only that bit is kept: never setuid, setgid, sticky or writable by others."""
+    return info.create_system == 3 and bool((info.external_attr >> 16) & stat.S_IXUSR)
 
 
 def _why(exc: BaseException) -> str:

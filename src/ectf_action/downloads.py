@@ -143,12 +143,18 @@ class Downloads:
             self._temp_dir = None
 
     def _dir_name(self, job: Job) -> str:
-        """`job_dir_name`, made unique should two jobs share a name."""
+        """`job_dir_name`, made unique should two jobs share a folder name: the job id's
+        start is added, then a count, until no other job of the run has it."""
         if job.id not in self._dir_names:
-            name = job_dir_name(job.name)
             taken = set(self._dir_names.values())
+            base = job_dir_name(job.name)
+            name = base
             if name in taken:
-                name = f"{name}-{job_dir_name(job.id)[:8]}"
+                name = base = f"{base}-{job_dir_name(job.id)[:8]}"
+            count = 1
+            while name in taken:
+                count += 1
+                name = f"{base}-{count}"
             self._dir_names[job.id] = name
         return self._dir_names[job.id]
 
@@ -179,10 +185,9 @@ class Downloads:
             found.directory, found.files, found.size = dest, report.files, report.bytes
             found.warnings.extend(report.problems)
             if report.stopped:
-                cap = self._limits.max_bytes / (1024 * 1024)
                 found.warnings.append(
-                    f"extraction stopped at the max-artifact-mb cap ({cap:g} MB); the folder "
-                    "holds only part of the job's output"
+                    f"extraction stopped at {report.cap or 'a cap'}; the folder holds only "
+                    "part of the job's output"
                 )
             found.log_tail = read_log_tail(dest)
         except Cancelled:

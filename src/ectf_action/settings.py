@@ -47,6 +47,10 @@ PULL_REQUEST_EVENTS = frozenset({"pull_request", "pull_request_target"})
 # them, or the flow queued would not be the one `run` looks for and reports on.
 RESERVED = {"git_url": "git-url", "commit_hash": "commit", "target_team": "target-team"}
 MIB = 1024 * 1024
+# The largest values that mean something: a job runs for days at most (a self-hosted
+# runner's limit is 5), and no job leaves a terabyte; beyond them a number overflows.
+MAX_TIMEOUT_MINUTES = 10_080.0  # 7 days
+MAX_ARTIFACT_MB = 1_048_576.0  # 1 TiB
 _TOKEN_CHARACTERS = re.compile(r"[!-~]+")  # visible ASCII, as a header carries it
 
 
@@ -181,7 +185,7 @@ def load_settings(
     params = parse_mapping(_value(inputs, "params"), name="params")
     check_params(params, name="params", use={k: f"the {v} input" for k, v in RESERVED.items()})
     timeout_minutes = parse_positive_number(
-        _value(inputs, "timeout-minutes"), name="timeout-minutes"
+        _value(inputs, "timeout-minutes"), name="timeout-minutes", maximum=MAX_TIMEOUT_MINUTES
     )
     schedule = PollSchedule.parse(_value(inputs, "poll-interval"), name="poll-interval")
     on_conflict = parse_choice(
@@ -198,7 +202,9 @@ def load_settings(
     download = parse_choice(
         _value(inputs, "download-artifacts"), name="download-artifacts", choices=ARTIFACT_MODES
     )
-    max_mb = parse_positive_number(_value(inputs, "max-artifact-mb"), name="max-artifact-mb")
+    max_mb = parse_positive_number(
+        _value(inputs, "max-artifact-mb"), name="max-artifact-mb", maximum=MAX_ARTIFACT_MB
+    )
     junit_raw = inputs.raw("junit-path")
     junit_text = _DEFAULTS["junit-path"] if junit_raw is None else junit_raw
     junit_path = (

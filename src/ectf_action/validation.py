@@ -96,7 +96,10 @@ def parse_bool(value: str, *, name: str) -> bool:
     raise InvalidInput(name, f"{value!r} is not a boolean; use true or false")
 
 
-def parse_positive_number(value: str, *, name: str, allow_zero: bool = False) -> float:
+def parse_positive_number(
+    value: str, *, name: str, allow_zero: bool = False, maximum: float | None = None
+) -> float:
+    """A finite number above zero (or zero, when allowed), at most *maximum*."""
     try:
         number = float(value.strip())
     except ValueError:
@@ -105,6 +108,8 @@ def parse_positive_number(value: str, *, name: str, allow_zero: bool = False) ->
         raise InvalidInput(name, f"{value!r} is not a finite number")
     if number < 0 or (number == 0 and not allow_zero):
         raise InvalidInput(name, f"{value!r} must be {'>= 0' if allow_zero else '> 0'}")
+    if maximum is not None and number > maximum:
+        raise InvalidInput(name, f"{value!r} is more than the largest value allowed, {maximum:g}")
     return number
 
 

@@ -9,8 +9,9 @@ Besides the transport faults (an error status, a 429, a dropped connection, late
 truncated body) a rule can change the shape of a reply: a proxy's HTML page (`html`), a
 200 that is not JSON (`not_json`), a flow document with fields removed, added or
 contradicting each other (`mangle`), a flow that is gone (`vanish`), a download that
-stops sending for a while (`stall`). These change only what is sent, never the state
-of the simulated server.
+stops sending for a while (`stall`), a server that takes the request and never answers
+(`hang`), and one that quotes the caller's token back in job names and error details
+(`echo`). These change only what is sent, never the state of the simulated server.
 """
 
 from __future__ import annotations
@@ -34,8 +35,10 @@ FAULT_KINDS: Final = (
     "mangle",
     "vanish",
     "stall",
+    "hang",
+    "echo",
 )
-REPLACING_KINDS: Final = ("error", "rate_limit", "drop", "html", "not_json", "vanish")
+REPLACING_KINDS: Final = ("error", "rate_limit", "drop", "html", "not_json", "vanish", "hang")
 STALL_THEN: Final = ("continue", "close")
 
 
@@ -109,6 +112,7 @@ class FiredFault:
     kind: str
     status: int | None = None
     retry_after: int | None = None
+    seconds: float = 0.0  # how long a `hang` holds the connection before closing it
 
     @property
     def label(self) -> str:
@@ -127,6 +131,7 @@ class FaultDecision:
     truncate: float | None = None
     mangles: tuple[Mangle, ...] = ()
     stall: Stall | None = None
+    echo: bool = False
     labels: tuple[str, ...] = field(default=())
 
     @property
@@ -164,6 +169,7 @@ class FaultInjector:
         truncate: float | None = None
         mangles: list[Mangle] = []
         stall: Stall | None = None
+        echo = False
         labels: list[str] = []
         with self._lock:
             for state in self._states:
@@ -195,6 +201,11 @@ class FaultInjector:
                         continue
                     stall = Stall(rule.fraction, rule.stall_seconds, rule.stall_close)
                     labels.append("stall")
+                elif rule.kind == "echo":
+                    if echo:
+                        continue
+                    echo = True
+                    labels.append("echo")
                 else:
                     fired = _fire(rule, pick)
                     if rule.phase == "after" and rule.kind in ("error", "drop"):
@@ -216,6 +227,7 @@ class FaultInjector:
             truncate=truncate,
             mangles=tuple(mangles),
             stall=stall,
+            echo=echo,
             labels=tuple(labels),
         )
 
@@ -223,6 +235,8 @@ class FaultInjector:
 def _fire(rule: FaultRule, pick: int) -> FiredFault:
     if rule.kind in ("drop", "not_json", "vanish"):
         return FiredFault(rule.kind)
+    if rule.kind == "hang":
+        return FiredFault("hang", seconds=rule.stall_seconds)
     if rule.kind == "html":
         return FiredFault("html", status=rule.statuses[pick])
     if rule.kind == "rate_limit":
@@ -259,4 +273,22 @@ def mangle_document(document: Any, mangles: Sequence[Mangle]) -> Any:
             flow.pop(name, None)
     if "jobs" in flow:
         flow["jobs"] = jobs
+    return flow
+
+
+def echo_document(document: Any, token: str) -> Any:
+    """A flow (or list of flows) whose job names quote *token*, as a careless server
+    that logs the caller's credentials into what it returns would (a new object)."""
+    if isinstance(document, list):
+        return [echo_document(item, token) for item in document]
+    if not isinstance(document, dict):
+        return document
+    flow = dict(document)
+    if isinstance(flow.get("jobs"), list):
+        flow["jobs"] = [
+            {**job, "name": f"{job.get('name')} (token {token})"} if isinstance(job, dict) else job
+            for job in flow["jobs"]
+        ]
+    if "detail" in flow:
+        flow["detail"] = f"{flow['detail']} (token {token})"
     return flow

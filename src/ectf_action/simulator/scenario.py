@@ -804,7 +804,9 @@ def _parse_fault(where: str, data: object) -> FaultRule:
     _only_for(
         section, kind, "mangle", ("drop_fields", "extra_fields", "unknown_status", "completed")
     )
-    _only_for(section, kind, "stall", ("seconds", "then"))
+    _only_for(section, kind, "stall", ("then",))
+    if section.has("seconds") and kind not in ("stall", "hang"):
+        raise ScenarioError(f"{section.at('seconds')}: only a `stall` or `hang` rule has seconds")
     if section.has("phase") and kind in SHAPE_KINDS:
         raise ScenarioError(f"{section.at('phase')}: only an `error` or `drop` rule has a phase")
     statuses: tuple[int, ...] = (500,)
@@ -863,13 +865,14 @@ def _parse_fault(where: str, data: object) -> FaultRule:
         limit=None if limit is None else section.integer("limit", None),
         phase=section.choice("phase", ("before", "after"), "before"),
         mangle=_parse_mangle(section) if kind == "mangle" else None,
-        stall_seconds=section.number("seconds", 1.0),
+        stall_seconds=section.number("seconds", HANG_SECONDS if kind == "hang" else 1.0),
         stall_close=section.choice("then", STALL_THEN, "continue") == "close",
     )
 
 
 # The kinds that change a reply's shape (no phase; only `html` has statuses).
-SHAPE_KINDS: Final = ("html", "not_json", "mangle", "vanish", "stall")
+SHAPE_KINDS: Final = ("html", "not_json", "mangle", "vanish", "stall", "hang", "echo")
+HANG_SECONDS: Final = 3600.0  # a hang holds the connection this long (or until the server stops)
 # A flow's own routes (details, cancel, a job's output or input); not the list.
 VANISH_PATH: Final = r"^/api/flow/[^/]+/[^/]+/"
 # A job's output and a package: the routes that stream a file.

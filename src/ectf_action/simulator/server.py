@@ -44,7 +44,14 @@ from typing import Any, Final, TextIO
 
 from ..errors import InvalidInput
 from .engine import ApiFailure, Engine
-from .faults import FaultDecision, FaultInjector, FiredFault, Stall, mangle_document
+from .faults import (
+    FaultDecision,
+    FaultInjector,
+    FiredFault,
+    Stall,
+    echo_document,
+    mangle_document,
+)
 from .multipart import MultipartError, boundary_of, parse_multipart
 from .scenario import FLOW_TYPES, Scenario, ScenarioError, default_scenario, load_scenario
 
@@ -367,6 +374,8 @@ class _Handler(BaseHTTPRequestHandler):
         if decision.after is not None:
             self._fault_reply(method, path, split.query, decision.after, decision, started, body)
             return
+        if decision.echo:
+            reply = _echoed(reply, self._bearer() or "")
         if decision.mangles:
             changed = _mangled(reply, method, path, decision)
             if changed is None:
@@ -720,6 +729,12 @@ class _Handler(BaseHTTPRequestHandler):
         started: float,
         body: bytes,
     ) -> None:
+        if fault.kind == "hang":
+            # The request was taken; no reply comes until the hang ends (or the server
+            # stops), then the connection is closed without one.
+            self.close_connection = True
+            self.server.simulator.engine.stopping.wait(fault.seconds)
+            fault = FiredFault("drop")
         if fault.kind == "drop":
             self.close_connection = True
             self.server.simulator.record(
@@ -878,6 +893,18 @@ def _apply_range(reply: Reply, header: str, size: int) -> Reply:
     reply.file_range = (start, end)
     reply.headers["Content-Range"] = f"bytes {start}-{end}/{size}"
     return reply
+
+
+def _echoed(reply: Reply, token: str) -> Reply:
+    """*reply* quoting the caller's token in job names and error details (JSON only)."""
+    if not token or reply.file is not None or "json" not in (reply.content_type or ""):
+        return reply
+    try:
+        document = json.loads(reply.body)
+    except ValueError:
+        return reply
+    body = json.dumps(echo_document(document, token)).encode("utf-8")
+    return dataclasses.replace(reply, body=body)
 
 
 def _mangled(reply: Reply, method: str, path: str, decision: FaultDecision) -> Reply | None:
