@@ -48,8 +48,12 @@ CONTRACT_INPUTS: dict[str, str | None] = {
     "job-summary": "true",
     "fail-on": "failed,canceled,timed-out",
     "skip-without-token": "true",
+    "wait": "true",
+    "flow-id": "",
 }
-CONTRACT_OUTPUTS = ["flow-id", "status", "failed-jobs", "jobs", "junit-path", "artifacts-path"]
+CONTRACT_OUTPUTS = [
+    "flow-id", "status", "failed-jobs", "jobs", "junit-path", "artifacts-path", "message",
+]  # fmt: skip
 CONTRACT_FLOWS = ["clone", "test", "submit", "remote"]
 
 _OUTPUT_REFERENCE = re.compile(r"steps\.ectf\.outputs\.([A-Za-z0-9_-]+)")

@@ -79,7 +79,10 @@ def run_command(
     try:
         settings = load_settings(flags, environment, cwd=Path.cwd())
     except InvalidInput as exc:
+        from .message import invalid_input_line
+
         commands.set_output("status", "error")
+        commands.set_output("message", invalid_input_line(str(exc), commands.redact))
         commands.error(
             f"{exc}. Nothing was sent to the testing server; fix this input and run again.",
             title="Invalid input",
@@ -107,6 +110,7 @@ def _run(
     clock: Clock | None,
 ) -> RunOutcome:
     from .clock import SystemClock
+    from .post import LEFT_RUNNING_STATE
     from .results import RunResult, RunStatus
     from .runner import Runner
     from .verdict import RunOutcome
@@ -116,6 +120,10 @@ def _run(
         commands.save_state("flow_id", flow_id)
         commands.save_state("flow", settings.flow)
         commands.set_output("flow-id", flow_id)
+
+    def left_running(status: str) -> None:
+        """Saved the moment the run decides it: the post step leaves this flow alone."""
+        commands.save_state(LEFT_RUNNING_STATE, status)
 
     try:
         client = client_factory(settings.api_url, settings.token)
@@ -133,6 +141,7 @@ def _run(
             cancel=cancel,
             log=commands.info,
             on_flow_id=saved,
+            on_left_running=left_running,
         )
         return runner.run()
     finally:

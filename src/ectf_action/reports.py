@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from .artifacts import read_log_tail
 from .errors import EXIT_OK
+from .message import result_line
 from .models import JobStatus
 from .text import clean
 
@@ -33,6 +34,7 @@ TITLES = {
     "timed-out": "eCTF flow timed out",
     "skipped": "eCTF flow skipped",
     "error": "eCTF run failed",
+    "queued": "eCTF flow queued",
 }
 
 
@@ -56,6 +58,7 @@ def write_reports(
         commands.append_summary(render_summary(result))
     outputs = {
         "status": result.status.value,
+        "message": result_line(result, commands.redact),
         "failed-jobs": ",".join(result.failed_jobs),
         "jobs": json.dumps([job.to_output_json() for job in result.jobs]),
         "junit-path": (
