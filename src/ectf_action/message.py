@@ -16,6 +16,7 @@ from .text import clean, clean_terminal_text
 
 MAX_MESSAGE_CHARS = 500
 MAX_NAME_CHARS = 40
+MAX_NAMES = 5  # failed jobs named; the rest are counted
 MAX_ERROR_CHARS = 240
 # Results whose sentence is the news (what happened, what to do); a success or a
 # failure says more through its jobs, and a flow left queued needs only its id.
@@ -48,8 +49,9 @@ def result_line(result: RunResult, redact: Callable[[str], str] = _keep) -> str:
         parts[0] += f" ({len(result.jobs)} jobs)"
     failed = [job for job in result.jobs if job.status is JobStatus.FAILED]
     if failed:
-        names = ", ".join(_one_line(redact(job.name), MAX_NAME_CHARS) for job in failed)
-        parts.append(f"failed jobs: {names}")
+        names = ", ".join(_one_line(redact(job.name), MAX_NAME_CHARS) for job in failed[:MAX_NAMES])
+        more = f" and {len(failed) - MAX_NAMES} more" if len(failed) > MAX_NAMES else ""
+        parts.append(f"failed jobs: {names}{more}")
     for job in failed:
         error = first_error_line(job)
         if error.strip():

@@ -106,8 +106,8 @@ def _cancel_unsaved_flow(
         return EXIT_OK
     if settings.flow_id is not None:
         commands.info(
-            f"The main step saved no flow id; the flow-id input names the {settings.flow} flow "
-            f"{settings.flow_id}, which this workflow did not queue: it is left alone."
+            f"The main step saved no flow id, so it never followed the {settings.flow} flow "
+            f"{settings.flow_id} of the flow-id input: it is left alone."
         )
         return EXIT_OK
     remote = settings.flow == "remote"
