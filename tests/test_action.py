@@ -101,7 +101,11 @@ def test_the_mask_comes_first_even_before_an_input_error(action_env: ActionEnv) 
         "::error title=Invalid input::timeout-minutes: 'soon' is not a number. Nothing was sent "
         "to the testing server; fix this input and run again."
     ]
-    assert action_env.outputs() == {"status": "error"}
+    assert action_env.outputs() == {
+        "status": "error",
+        "message": "eCTF run: error; invalid input, nothing was sent; timeout-minutes: 'soon' is "
+        "not a number",
+    }
 
 
 def test_a_token_from_the_config_file_is_masked_before_use(
@@ -183,7 +187,7 @@ def test_outputs_use_the_delimiter_form_and_the_contract_shape(
     assert raw.startswith("flow-id<<ghadelimiter_")
     outputs = parse_file_commands(raw)
     assert list(outputs) == [
-        "flow-id", "status", "failed-jobs", "jobs", "junit-path", "artifacts-path",
+        "flow-id", "status", "message", "failed-jobs", "jobs", "junit-path", "artifacts-path",
     ]  # fmt: skip
     for job in json.loads(outputs["jobs"]):
         assert set(job) == {"id", "name", "status", "has_artifacts", "private", "artifacts_dir"}

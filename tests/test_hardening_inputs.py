@@ -112,7 +112,9 @@ def test_a_bad_input_is_refused_before_any_request(
     assert error.startswith("::error title=Invalid input::")
     assert name in error and allowed in error, error
     assert quiet_simulator.requests == []
-    assert environment.outputs() == {"status": "error"}
+    outputs = environment.outputs()
+    assert outputs.keys() == {"status", "message"} and outputs["status"] == "error"
+    assert outputs["message"].startswith("eCTF run: error; invalid input, nothing was sent; ")
     assert stdout.splitlines()[0].startswith("::add-mask::")
 
 

@@ -90,7 +90,10 @@ def run_command(
     try:
         settings = load_settings(flags, environment, cwd=Path.cwd())
     except InvalidInput as exc:
+        from .message import invalid_input_line
+
         commands.set_output("status", "error")
+        commands.set_output("message", invalid_input_line(str(exc), commands.redact))
         commands.error(
             f"{exc}. Nothing was sent to the testing server; fix this input and run again.",
             title="Invalid input",
@@ -133,6 +136,7 @@ def _run(
     clock: Clock | None,
 ) -> RunOutcome:
     from .clock import SystemClock
+    from .post import LEFT_RUNNING_STATE
     from .runner import Runner
 
     def saved(flow_id: str) -> None:
@@ -146,6 +150,10 @@ def _run(
                 "The step could not save the flow's id in its state (GITHUB_STATE), so no "
                 "post step could cancel it if the workflow were cancelled."
             )
+
+    def left_running(status: str) -> None:
+        """Saved the moment the run decides it: the post step leaves this flow alone."""
+        commands.save_state(LEFT_RUNNING_STATE, status)
 
     try:
         client = client_factory(settings.api_url, settings.token)
@@ -163,6 +171,7 @@ def _run(
             log=commands.info,
             on_flow_id=saved,
             redact=commands.redactor.redact,
+            on_left_running=left_running,
         )
         return runner.run()
     finally:

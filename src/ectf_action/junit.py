@@ -38,6 +38,7 @@ _FLOW_MESSAGES = {
     RunStatus.TIMED_OUT: "The flow did not finish within timeout-minutes.",
     RunStatus.SKIPPED: "The run was skipped.",
     RunStatus.ERROR: "The run ended in an error.",
+    RunStatus.QUEUED: "The flow was queued and left running, not followed (wait: false).",
 }
 
 

@@ -30,11 +30,12 @@ class LiveLog:
         self._write(f"{log_stamp(self._clock.now() - self._start)} {text}")
 
     def started(self, settings: Settings) -> None:
-        what = (
-            f"against team {clean(settings.target_team or '', 80)}"
-            if settings.flow == "remote"
-            else f"for commit {settings.commit} of {settings.git_url}"
-        )
+        if settings.flow_id is not None:
+            what = f"{settings.flow_id} (the flow-id input)"
+        elif settings.flow == "remote":
+            what = f"against team {clean(settings.target_team or '', 80)}"
+        else:
+            what = f"for commit {settings.commit} of {settings.git_url}"
         self.line(
             f"eCTF {settings.flow} flow {what} on {public_url(settings.api_url)} "
             f"(timeout {settings.timeout_seconds / 60:g} min, polling {settings.poll_schedule})"

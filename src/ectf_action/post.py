@@ -1,6 +1,9 @@
 """The post step, `ectf-action-post`: runs when the workflow run was cancelled
 (`post-if: cancelled()`) and cancels the remote flow the main step saved, so the
-team's one slot per flow type is freed.
+team's one slot per flow type is freed. A flow the main step left running on purpose
+(queued with `wait: false`, or stopped at a pending job for a person to answer) is left
+alone: GitHub judges `cancelled()` at the end of the job, so a cancel of any later step
+would otherwise cancel it.
 
 It never fails the job: the run is already cancelled, and a flow that already ended is
 the good case. Kept light at import time, like the main entry.
@@ -17,13 +20,29 @@ from typing import TYPE_CHECKING, TextIO
 from .edges import ClientFactory, Environment, Inputs, impatient_client
 from .errors import EXIT_OK, BadRequest, EctfError, InvalidInput, unexpected_problem
 from .settings import ca_bundle, check_token, load_settings, token_candidates
-from .text import cancel_hint
+from .text import cancel_hint, clean
 
 if TYPE_CHECKING:
     from .client import EctfClient
     from .workflow import WorkflowCommands
 
 NOTHING_QUEUED = "The main step queued no eCTF flow; nothing to cancel."
+# The state the main step saves, the moment it decides to leave the flow running; its
+# value is the run's status then (`queued` or `pending`).
+LEFT_RUNNING_STATE = "left_running"
+_LEFT_BECAUSE = {
+    "queued": "queued with wait: false",
+    "pending": "stopped at a pending job, for a person to answer",
+}
+
+
+def left_on_purpose(env: Environment) -> str | None:
+    """Why the main step left its flow running on purpose; None when it owned the flow
+    to the end, or was interrupted while it did (then the flow is cancelled)."""
+    value = env.value(f"STATE_{LEFT_RUNNING_STATE}")
+    if not value:
+        return None
+    return _LEFT_BECAUSE.get(value, clean(value, 40))
 
 
 def post_main() -> int:
@@ -59,6 +78,14 @@ def _post(env: Mapping[str, str], stdout: TextIO, client_factory: ClientFactory 
     for candidate in token_candidates({}, environment):
         commands.add_mask(candidate)
     flow_id = environment.value("STATE_flow_id")
+    left = left_on_purpose(environment)
+    if left is not None:
+        flow = clean(environment.value("STATE_flow") or "test", 20)
+        commands.info(
+            f"The main step left the {flow} flow {clean(flow_id, 40) or '(no id)'} running on "
+            f"purpose ({left}); the post step leaves it alone."
+        )
+        return EXIT_OK
     if not flow_id:
         return _cancel_unsaved_flow(commands, environment, factory)
     try:
@@ -92,6 +119,12 @@ def _cancel_unsaved_flow(
         return EXIT_OK
     if not settings.token:
         commands.info(NOTHING_QUEUED)
+        return EXIT_OK
+    if settings.flow_id is not None:
+        commands.info(
+            f"The main step saved no flow id, so it never followed the {settings.flow} flow "
+            f"{settings.flow_id} of the flow-id input: it is left alone."
+        )
         return EXIT_OK
     factory = _trusting(factory, settings.ca_bundle)
     remote = settings.flow == "remote"

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from .artifacts import read_log_tail
 from .errors import EXIT_OK
+from .message import result_line
 from .models import JobStatus
 from .text import clean
 
@@ -38,6 +39,7 @@ TITLES = {
     "timed-out": "eCTF flow timed out",
     "skipped": "eCTF flow skipped",
     "error": "eCTF run failed",
+    "queued": "eCTF flow queued",
 }
 
 
@@ -92,6 +94,7 @@ def step_outputs(
     """The step's outputs (the flow id is written as soon as it is known, by the run)."""
     outputs = {
         "status": result.status.value,
+        "message": result_line(result),  # the result is redacted already
         "failed-jobs": ",".join(result.failed_jobs),
         "jobs": jobs,
         "junit-path": junit_path,

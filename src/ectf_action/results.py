@@ -21,6 +21,7 @@ class RunStatus(enum.StrEnum):
     TIMED_OUT = "timed-out"
     SKIPPED = "skipped"
     ERROR = "error"
+    QUEUED = "queued"  # `wait: false`: the flow was left running, not followed
 
 
 @dataclass
@@ -34,6 +35,10 @@ class JobOutcome:
     artifact_bytes: int = 0
     log_tail: str = ""  # untrusted text from the server; reports must escape it
     warnings: list[str] = field(default_factory=list)
+    # The job's first error line, once something has found one in its log; the
+    # `message` output falls back to the log's last non-empty line.
+    first_error: str = ""
+    not_followed: bool = False  # `wait: false`: the run left before the job ended
 
     @property
     def name(self) -> str:
@@ -46,6 +51,8 @@ class JobOutcome:
     def skip_reason(self) -> str | None:
         """Why JUnit marks this job skipped; None for jobs that ran to a verdict."""
         status = self.job.status
+        if self.not_followed:
+            return f"not followed (wait: false); {self.job.status_text} when the step ended"
         if status is JobStatus.CANCELED:
             return "canceled (a job it depends on did not succeed, or the flow was canceled)"
         if status is JobStatus.PENDING:
@@ -98,6 +105,7 @@ class RunResult:
                 ),
                 artifacts_dir=maybe(outcome.artifacts_dir),
                 log_tail=redact(outcome.log_tail),
+                first_error=redact(outcome.first_error),
                 warnings=[redact(warning) for warning in outcome.warnings],
             )
 

@@ -42,7 +42,9 @@ from .verdict import (
     build_result,
     exit_code_for,
     interrupted_message,
+    not_found_message,
     pending_message,
+    queued_message,
     status_of,
     timed_out_message,
     verdict_message,
@@ -129,6 +131,7 @@ class Runner:
         download_workers: int = DOWNLOAD_WORKERS,
         urgent_cancel_seconds: float = URGENT_CANCEL_SECONDS,
         redact: Callable[[str], str] = str,
+        on_left_running: Callable[[str], None] | None = None,
     ) -> None:
         self.settings = settings
         self.client = client
@@ -137,6 +140,7 @@ class Runner:
         self._write_log = log
         self._log = LiveLog(log, clock)
         self._on_flow_id = on_flow_id
+        self._on_left_running = on_left_running
         self._workers = download_workers
         self._urgent_seconds = urgent_cancel_seconds
         self._redact = redact  # for the text read from the jobs' artifacts
@@ -174,6 +178,8 @@ class Runner:
         with downloads:
             try:
                 flow_id = self._acquire()
+                if not settings.wait:
+                    return self._leave_queued(flow_id, downloads)
                 followed = self._follow(flow_id, downloads)
                 return self._decide(flow_id, followed, downloads)
             except Stop as stop:
@@ -200,17 +206,9 @@ class Runner:
                 self._guard.stop()
 
     def _acquire(self) -> str:
-        """The flow's id; from here on it is ours: saved for the post step and later
-        steps, and cancelled on a signal."""
-        acquirer = Acquirer(
-            settings=self.settings,
-            client=self.client,
-            clock=self.clock,
-            cancel=self.cancel,
-            deadline=self._deadline,
-            log=self._log_line,
-        )
-        flow_id = acquirer.acquire()
+        """The flow's id (the flow-id input's, or one found or queued); from here on it
+        is ours: saved for the post step and later steps, and cancelled on a signal."""
+        flow_id = self.settings.flow_id or self._find_or_queue()
         self._flow_id = flow_id
         if self._on_flow_id is not None:
             try:
@@ -228,6 +226,32 @@ class Runner:
         if self.cancel.is_set():
             raise Stop(RunStatus.CANCELED, self._interrupted(flow_id), interrupted=True)
         return flow_id
+
+    def _find_or_queue(self) -> str:
+        acquirer = Acquirer(
+            settings=self.settings,
+            client=self.client,
+            clock=self.clock,
+            cancel=self.cancel,
+            deadline=self._deadline,
+            log=self._log_line,
+        )
+        return acquirer.acquire()
+
+    def _leave_queued(self, flow_id: str, downloads: Downloads) -> RunOutcome:
+        """`wait: false`: from this moment the flow is left running on purpose, so a
+        signal no longer cancels it, and neither does the post step."""
+        self._guard.stop()
+        if self.cancel.is_set():  # the signal came first: the flow was still ours
+            raise Stop(RunStatus.CANCELED, self._interrupted(flow_id), interrupted=True)
+        self._left_running(RunStatus.QUEUED)
+        flow = self._refetch(flow_id, None)  # its jobs, for the reports
+        message = queued_message(self.settings.flow, flow_id)
+        return self._end(RunStatus.QUEUED, flow, message, downloads, notice=message)
+
+    def _left_running(self, status: RunStatus) -> None:
+        if self._on_left_running is not None:
+            self._on_left_running(status.value)
 
     def _follow(self, flow_id: str, downloads: Downloads) -> FollowResult:
         """Poll until the flow ends (or times out, is interrupted, or stops at a pending
@@ -258,6 +282,8 @@ class Runner:
                     resume=followed,
                 )
             except NotFound:
+                if self._last is None and settings.flow_id is not None:
+                    raise Stop(RunStatus.ERROR, not_found_message(settings.flow, flow_id)) from None
                 raise Stop(
                     RunStatus.ERROR,
                     f"The {settings.flow} flow {flow_id} disappeared from the server while it "
@@ -417,6 +443,7 @@ class Runner:
     ) -> RunOutcome:
         settings = self.settings
         if job.private or settings.on_pending == "exit":
+            self._left_running(RunStatus.PENDING)
             message = pending_message(settings.flow, flow_id, job, cancelled=None)
             return self._end(RunStatus.PENDING, flow, message, downloads, followed, notice=message)
         # on-pending: fail cancels the flow and fails the step, whatever fail-on says

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,7 @@ from .validation import (
     parse_git_url,
     parse_mapping,
     parse_positive_number,
+    parse_uuid,
 )
 
 if TYPE_CHECKING:
@@ -90,6 +92,8 @@ INPUTS: tuple[InputSpec, ...] = (
         "LIST",
     ),
     InputSpec("skip-without-token", "true", "an empty token skips instead of failing", "BOOL"),
+    InputSpec("wait", "true", "false: queue the flow, report it queued and exit 0", "BOOL"),
+    InputSpec("flow-id", "", "follow this flow (a UUID) instead of queueing one", "UUID"),
 )
 INPUT_NAMES: tuple[str, ...] = tuple(spec.name for spec in INPUTS)
 _DEFAULTS = {spec.name: spec.default for spec in INPUTS}
@@ -124,6 +128,8 @@ class Settings:
     temp_root: Path | None = None
     in_actions: bool = False
     ca_bundle: Path | None = None  # trusted CAs for HTTPS (a self-hosted runner's proxy)
+    wait: bool = True  # false: acquire the flow, report it queued, leave it running
+    flow_id: str | None = None  # follow this flow instead of finding or queueing one
 
     def queue_body(self) -> dict[str, Any]:
         """The POST body of this run's flow."""
@@ -172,16 +178,24 @@ def load_settings(
     actions = environment.in_actions
 
     flow = parse_flow_name(_value(inputs, "flow"), name="flow")
+    flow_id = _flow_id(inputs.raw("flow-id"))
     config = resolve_config(inputs, home)
     target_team = inputs.raw("target-team") or None
     if target_team is not None and not target_team.isprintable():
         raise InvalidInput("target-team", "must be a team name on one line")
-    if flow == "remote" and target_team is None:
+    if flow == "remote" and target_team is None and flow_id is None:
         raise InvalidInput(
             "target-team", "is required for flow: remote (the name of the team to attack)"
         )
-    git_url = _git_url(config.git_url, config.sources.get("git_url", "git-url"), environment, flow)
-    commit = _commit(inputs.raw("commit"), environment, flow)
+    if flow_id is None:
+        git_url = _git_url(
+            config.git_url, config.sources.get("git_url", "git-url"), environment, flow
+        )
+        commit = _commit(inputs.raw("commit"), environment, flow)
+    else:  # the flow exists: what it tests is the server's to say
+        git_url = parse_git_url(config.git_url, name="git-url") if config.git_url else None
+        given = inputs.raw("commit")
+        commit = parse_commit(given, name="commit") if given else None
     params = parse_mapping(_value(inputs, "params"), name="params")
     check_params(params, name="params", use={k: f"the {v} input" for k, v in RESERVED.items()})
     timeout_minutes = parse_positive_number(
@@ -219,6 +233,13 @@ def load_settings(
     job_summary = parse_bool(_value(inputs, "job-summary"), name="job-summary")
     fail_on = parse_fail_on(_value(inputs, "fail-on"))
     skip = parse_bool(_value(inputs, "skip-without-token"), name="skip-without-token")
+    wait = parse_bool(_value(inputs, "wait"), name="wait")
+    if not wait and flow_id is not None:
+        raise InvalidInput(
+            "wait",
+            "false leaves the flow at once, and flow-id is for following a flow queued before "
+            "to its end: drop one of them",
+        )
 
     if not config.token and not actions:
         # The skip is for forks' pull requests; at a shell a missing token is a mistake.
@@ -258,6 +279,8 @@ def load_settings(
         temp_root=_temp_root(environment, artifacts_path),
         ca_bundle=ca_bundle(environment),
         in_actions=actions,
+        wait=wait,
+        flow_id=flow_id,
     )
 
 
@@ -346,6 +369,13 @@ def _pending_inputs(text: str) -> dict[str, dict[str, Any]]:
             )
         answers[job_name] = {str(k): v for k, v in data.items()}
     return answers
+
+
+def _flow_id(given: str | None) -> str | None:
+    """The flow-id input as the server's canonical UUID; None when not given."""
+    if not given:
+        return None
+    return str(uuid.UUID(parse_uuid(given, name="flow-id")))
 
 
 def _git_url(configured: str | None, source: str, env: Environment, flow: str) -> str | None:

@@ -16,8 +16,8 @@ import re
 from dataclasses import dataclass
 
 from .models import JobStatus
-from .results import JobOutcome, RunResult
-from .text import clean_terminal_text, format_elapsed, format_size, plural, tail_text
+from .results import JobOutcome, RunResult, RunStatus
+from .text import clean_terminal_text, format_elapsed, format_size, plural, tail_text, watch_hint
 
 DEFAULT_BUDGET = 256 * 1024
 MIN_BUDGET = 4 * 1024
@@ -87,7 +87,29 @@ def _header(result: RunResult) -> str:
     if result.commit:
         lines.append(f"- Commit: {md_code(result.commit)}")
     lines.append(f"- Time: {format_elapsed(result.elapsed_seconds)}")
+    lines += _how_to_follow(result)
     return "\n".join(lines) + "\n"
+
+
+def _how_to_follow(result: RunResult) -> list[str]:
+    """For a flow left running by `wait: false`: the two ways to pick it up again."""
+    if result.status is not RunStatus.QUEUED or not result.flow_id:
+        return []
+    flow, flow_id = result.flow_name, result.flow_id
+    if _SAFE_CODE.fullmatch(flow) and _SAFE_CODE.fullmatch(flow_id):
+        command, inputs = f"`{watch_hint(flow, flow_id)}`", f"`flow: {flow}`, `flow-id: {flow_id}`"
+    else:  # an id of the wrong shape came from the server: shown, never as code
+        command = md_text(watch_hint(flow, flow_id), MAX_MESSAGE_CHARS)
+        inputs = md_text(f"flow: {flow}, flow-id: {flow_id}", MAX_MESSAGE_CHARS)
+    return [
+        "",
+        "### Following this flow",
+        "",
+        "It was left running on the server (`wait: false`); nothing was downloaded.",
+        "",
+        f"- From a terminal: {command}",
+        f"- In a later job or workflow: this action with the inputs {inputs}",
+    ]
 
 
 def _row(outcome: JobOutcome) -> str:

@@ -33,6 +33,11 @@ def cancel_hint(flow: str, flow_id: str) -> str:
     return f"{PROG} flows cancel {flow} {flow_id}"
 
 
+def watch_hint(flow: str, flow_id: str) -> str:
+    """The command that follows a flow from a terminal."""
+    return f"{PROG} flows watch {flow} {flow_id}"
+
+
 def answer_hint(flow: str, job: _NamedJob) -> str:
     """The command that answers a pending job by hand."""
     if job.name == "team_approval":

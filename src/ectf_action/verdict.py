@@ -15,7 +15,7 @@ from .downloads import JobArtifacts
 from .errors import EXIT_FLOW_FAILED, EXIT_OK, EXIT_SERVER
 from .models import Flow, Job, JobStatus
 from .results import JobOutcome, RunResult, RunStatus
-from .text import answer_hint, cancel_hint, clean
+from .text import answer_hint, cancel_hint, clean, watch_hint
 
 _STATUS_BY_JOB_STATUS = {
     JobStatus.SUCCEEDED: RunStatus.SUCCEEDED,
@@ -110,6 +110,23 @@ def pending_message(flow_name: str, flow_id: str, job: Job, *, cancelled: str | 
     )
 
 
+def queued_message(flow_name: str, flow_id: str) -> str:
+    """Where a flow left running by `wait: false` is, and the two ways to follow it."""
+    return (
+        f"The {flow_name} flow {flow_id} is on the server and was left running (wait: "
+        f"false). Follow it with `{watch_hint(flow_name, flow_id)}`, or collect it in a later "
+        f"job with the inputs `flow: {flow_name}` and `flow-id: {flow_id}`."
+    )
+
+
+def not_found_message(flow_name: str, flow_id: str) -> str:
+    """The flow named by the flow-id input is not the team's flow of this type."""
+    return (
+        f"The {flow_name} flow {flow_id} was not found on the server (404): check that the "
+        "flow input matches the flow's type, and the id."
+    )
+
+
 def timed_out_message(flow_name: str, flow_id: str, minutes: float, cancelled: str) -> str:
     return (
         f"The {flow_name} flow {flow_id} did not finish within {minutes:g} minutes "
@@ -161,6 +178,7 @@ def build_result(
     outcomes = []
     for job in flow.jobs if flow is not None else ():
         outcome = JobOutcome(job=job, observed_seconds=timing.observed(job.id))
+        outcome.not_followed = status is RunStatus.QUEUED
         found = artifacts.get(job.id)
         if found is not None:
             if found.directory is not None:

@@ -1,8 +1,11 @@
-"""`ectf-action flows ...`: list, show, queue, cancel and watch flows."""
+"""`ectf-action flows ...`: list, show, queue, cancel, watch and download flows."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import threading
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import EXIT_FLOW_FAILED, EXIT_OK, InvalidInput
@@ -25,10 +28,13 @@ from .context import (
 if TYPE_CHECKING:
     from ..client import EctfClient
     from ..config import Config
+    from ..downloads import ArtifactsMode
     from ..follow import JobChange, PollSchedule
-    from ..models import Flow
+    from ..models import Flow, Job
+    from .job_folders import JobFolders, SavedJob
 
 EXAMPLE_FLOW_ID = "3fa85f64-5717-4562-b3fc-2c963f66afa6"
+DEFAULT_ARTIFACTS_DIR = "ectf-artifacts"  # the action's artifacts-path default
 NO_GIT_URL = (
     "no git URL: pass --git-url, set ECTF_GIT_URL, or add git_url to ~/.ectf-config "
     "(e.g. ssh://git@github.com/team/design.git)"
@@ -137,12 +143,124 @@ def flows_cancel(ctx: Context) -> int:
 
 
 def flows_watch(ctx: Context) -> int:
+    from .job_folders import check_destination
+
     name = flow_name(ctx.args.flow)
     flow_id = uuid_argument(ctx.args.flow_id, "FLOW_ID")
     schedule = poll_schedule(ctx.args.poll_interval)
     deadline_minutes = timeout_minutes(ctx.args.timeout_minutes)
+    download = ctx.args.download
+    dest = (
+        check_destination(Path(download), force=ctx.args.force, option="--download")
+        if download
+        else None
+    )
+    max_mb = _max_mb(ctx)
     client = ctx.client()
-    return watch(ctx, client, name, flow_id, schedule, deadline_minutes)
+    return watch(
+        ctx, client, name, flow_id, schedule, deadline_minutes, download=dest, max_mb=max_mb
+    )
+
+
+def flows_download(ctx: Context) -> int:
+    from ..downloads import wants_artifacts
+    from ..text import plural
+    from .job_folders import check_destination, exit_code_of
+
+    name = flow_name(ctx.args.flow)
+    flow_id = uuid_argument(ctx.args.flow_id, "FLOW_ID")
+    dest = check_destination(Path(ctx.args.output), force=ctx.args.force, option="--output")
+    mode: ArtifactsMode = "failed" if ctx.args.failed else "all"
+    max_mb = _max_mb(ctx)
+    client = ctx.client()
+    flow = client.get_flow(name, flow_id)
+    left_out = [job for job in flow.jobs if not wants_artifacts(job, mode)]
+    if left_out:
+        ctx.note(_left_out_line(left_out, failed_only=ctx.args.failed))
+    with (
+        ctx.interrupts.installed() as cancel,
+        _job_folders(ctx, client, name, dest, cancel, max_mb) as folders,
+    ):
+        folders.start_finished(flow.jobs, mode)
+        folders.wait()
+        saved = folders.saved()
+    if cancel.is_set():
+        _say_interrupted(ctx, saved, dest)
+    if ctx.json:
+        ctx.out(render_json(_saved_json(name, flow_id, dest, saved, interrupted=cancel.is_set())))
+    if cancel.is_set():
+        return ctx.interrupts.exit_code
+    written = sum(1 for job in saved if job.folder is not None)
+    what = "failed job" if ctx.args.failed else "job"
+    if not saved:
+        ctx.note(f"No finished {what} of this flow has artifacts: nothing was downloaded.\n")
+    else:
+        ctx.note(f"Saved the artifacts of {written} of {plural(len(saved), what)} in {dest}.\n")
+    return exit_code_of(saved)
+
+
+def _max_mb(ctx: Context) -> float | None:
+    """--max-artifact-mb, checked before any request; None for the action's default."""
+    text = ctx.args.max_artifact_mb
+    if text is None:
+        return None
+    from ..validation import parse_positive_number
+
+    return parse_positive_number(text, name="--max-artifact-mb")
+
+
+def _job_folders(
+    ctx: Context,
+    client: EctfClient,
+    flow: str,
+    dest: Path,
+    cancel: threading.Event,
+    max_mb: float | None,
+) -> JobFolders:
+    from ..clock import SystemClock
+    from .job_folders import JobFolders
+
+    clock = ctx.clock or SystemClock()
+    return JobFolders(client, flow, dest, cancel=cancel, clock=clock, note=ctx.note, max_mb=max_mb)
+
+
+def _left_out_line(jobs: list[Job], *, failed_only: bool) -> str:
+    """The jobs whose artifacts are not downloaded, and why (the --failed ones unsaid)."""
+    from ..models import JobStatus
+    from ..text import clean
+
+    reasons = []
+    for job in jobs:
+        if failed_only and job.status is not JobStatus.FAILED:
+            continue
+        if job.private:
+            why = "private"
+        elif job.status.finished and job.has_artifacts is False:
+            why = "no artifacts"
+        else:
+            why = clean(job.status_text, 20)  # not finished yet
+        reasons.append(f"{clean(job.name, 40)} ({why})")
+    return f"Not downloaded: {', '.join(reasons)}\n" if reasons else ""
+
+
+def _say_interrupted(ctx: Context, saved: list[SavedJob], dest: Path) -> None:
+    whole = sum(1 for job in saved if job.folder is not None)
+    ctx.stderr.write(
+        f"Interrupted: the artifacts of {whole} of {len(saved)} jobs are whole in {dest}; "
+        "the others were not downloaded.\n"
+    )
+
+
+def _saved_json(
+    flow: str, flow_id: str, dest: Path, saved: list[SavedJob], *, interrupted: bool
+) -> dict[str, Any]:
+    return {
+        "flow": flow,
+        "id": flow_id,
+        "directory": str(dest),
+        "interrupted": interrupted,
+        "jobs": [job.to_json() for job in saved],
+    }
 
 
 def _pending_line(flow: str, change: JobChange) -> str:
@@ -159,13 +277,18 @@ def watch(
     flow_id: str,
     schedule: PollSchedule,
     deadline_minutes: float | None,
+    *,
+    download: Path | None = None,
+    max_mb: float | None = None,
 ) -> int:
-    """Follow a flow, one line per job status change; the exit status tells how it ended."""
+    """Follow a flow, one line per job status change; the exit status tells how it ended.
+    With *download*, each job's artifacts are saved there as the job ends."""
     from ..clock import SystemClock
     from ..follow import follow_flow
     from ..models import JobStatus
     from ..tables import flow_json, job_change_line
     from ..text import clean, format_elapsed
+    from .job_folders import exit_code_of
 
     clock = ctx.clock or SystemClock()
     started = clock.now()
@@ -176,14 +299,23 @@ def watch(
         "the flow keeps running)\n"
     )
 
+    folders: JobFolders | None = None
+
     def on_update(flow: Flow, changes: list[JobChange]) -> None:
         for change in changes:
             line = job_change_line(change.elapsed, change.job, change.previous)
             ctx.note(line + "\n")
             if change.job.status is JobStatus.PENDING:
                 ctx.note(clean(_pending_line(name, change).rstrip("\n")) + "\n")
+        if folders is not None:
+            folders.start_finished(flow.jobs, "all")
+            folders.report()
 
-    with ctx.interrupts.installed() as cancel:
+    saved: list[SavedJob] | None = None
+    with contextlib.ExitStack() as stack:
+        cancel = stack.enter_context(ctx.interrupts.installed())
+        if download is not None:
+            folders = stack.enter_context(_job_folders(ctx, client, name, download, cancel, max_mb))
         client.bind(cancel=cancel)  # Ctrl-C ends a status request on its way
         result = follow_flow(
             client,
@@ -196,6 +328,11 @@ def watch(
             on_update=on_update,
             started=started,
         )
+        if folders is not None:
+            folders.wait()
+            saved = folders.saved()
+    if saved is not None and cancel.is_set() and download is not None:
+        _say_interrupted(ctx, saved, download)
     flow = result.flow
     elapsed = format_elapsed(clock.now() - started)
     if result.reason == "canceled":
@@ -212,6 +349,8 @@ def watch(
             "status": flow.status.value if flow else None,
             "details": flow_json(flow) if flow else None,
         }
+        if saved is not None and download is not None:
+            document["artifacts"] = _saved_json(name, flow_id, download, saved, interrupted=False)
         ctx.out(render_json(document))
     if result.reason == "timed-out" or flow is None:
         ctx.stderr.write(
@@ -222,7 +361,9 @@ def watch(
     failed = [clean(job.name) for job in flow.jobs if job.status is JobStatus.FAILED]
     detail = f" (failed: {', '.join(failed)})" if failed else ""
     ctx.note(f"Flow {flow_id} {status.value}{detail} after {elapsed}.\n")
-    return EXIT_OK if status is JobStatus.SUCCEEDED else EXIT_FLOW_FAILED
+    if status is not JobStatus.SUCCEEDED:
+        return EXIT_FLOW_FAILED
+    return EXIT_OK if saved is None else exit_code_of(saved)
 
 
 def _add_watch_options(parser: argparse.ArgumentParser) -> None:
@@ -240,15 +381,27 @@ def _add_watch_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_folder_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--max-artifact-mb",
+        metavar="MB",
+        help="cap on the bytes extracted from one job's zip (default: 512, as the action)",
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="extract into a folder that is not empty"
+    )
+
+
 def register(commands: Any, api: argparse.ArgumentParser) -> None:
     flows = add_group(
         commands,
         "flows",
-        "list, queue, show, watch and cancel flows",
+        "list, queue, show, watch, cancel and download flows",
         examples(
             "flows list test",
             "flows queue test --commit 1a2b3c4d --watch",
             f"flows watch test {EXAMPLE_FLOW_ID}",
+            f"flows download test {EXAMPLE_FLOW_ID} -o ectf-artifacts",
         ),
     )
     p = add_command(
@@ -337,12 +490,46 @@ def register(commands: Any, api: argparse.ArgumentParser) -> None:
         examples(
             f"flows watch test {EXAMPLE_FLOW_ID}",
             f"flows watch submit {EXAMPLE_FLOW_ID} --poll-interval 30 --timeout-minutes 90",
+            f"flows watch test {EXAMPLE_FLOW_ID} --download ectf-artifacts",
         ),
         [api],
     )
     add_flow_argument(p)
     p.add_argument("flow_id", metavar="FLOW_ID", help="the flow's UUID")
     _add_watch_options(p)
+    p.add_argument(
+        "--download",
+        metavar="DIR",
+        help="save each job's artifacts in DIR/<job name>/ as the job ends, as the action does",
+    )
+    _add_folder_options(p)
+
+    p = add_command(
+        flows,
+        "download",
+        flows_download,
+        "Download and extract every job's artifacts of a flow, as the action does:\n"
+        "one folder per job (DIR/<job name>/), several jobs at a time, hostile zip\n"
+        "entries refused and the bytes written capped. A job's folder appears in DIR\n"
+        "only once it is whole. Exit 3 when a job's artifacts could not be saved.",
+        examples(
+            f"flows download test {EXAMPLE_FLOW_ID}",
+            f"flows download test {EXAMPLE_FLOW_ID} -o out --failed",
+            f"flows download submit {EXAMPLE_FLOW_ID} --json",
+        ),
+        [api],
+    )
+    add_flow_argument(p)
+    p.add_argument("flow_id", metavar="FLOW_ID", help="the flow's UUID")
+    p.add_argument(
+        "-o",
+        "--output",
+        default=DEFAULT_ARTIFACTS_DIR,
+        metavar="DIR",
+        help=f"folder to extract into (default: {DEFAULT_ARTIFACTS_DIR})",
+    )
+    p.add_argument("--failed", action="store_true", help="only the failed jobs' artifacts")
+    _add_folder_options(p)
 
 
 __all__ = ["EXAMPLE_FLOW_ID", "PROG", "register"]

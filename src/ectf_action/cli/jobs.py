@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import EXIT_OK, InvalidInput
 from .context import (
@@ -18,6 +18,10 @@ from .context import (
     output_path,
     uuid_argument,
 )
+from .flows import EXAMPLE_FLOW_ID
+
+if TYPE_CHECKING:
+    from ..client import EctfClient
 
 EXAMPLE_JOB_ID = "981b2de7-f03f-4780-9cd1-1b6a893a0221"
 
@@ -52,19 +56,66 @@ def jobs_input(ctx: Context) -> int:
     from ..validation import parse_mapping
 
     name = flow_name(ctx.args.flow)
-    job_id = uuid_argument(ctx.args.job_id, "JOB_ID")
+    by_name = _job_by_name(ctx)
     if ctx.args.approve or ctx.args.reject:
         data: dict[str, Any] = {"approve": bool(ctx.args.approve)}
     else:
         data = parse_mapping(ctx.args.data, name="--data")
         if not data:
             raise InvalidInput("--data", "is empty; give a mapping such as '{\"approve\": true}'")
-    ctx.client().send_job_input(name, job_id, data)
+    client = ctx.client()
+    if by_name is None:
+        job_id = uuid_argument(ctx.args.job_id, "JOB_ID")
+    else:
+        job_id = find_job_id(client, name, *by_name)
+    client.send_job_input(name, job_id, data)
     ctx.emit(
         {"flow": name, "job_id": job_id, "sent": data},
         f"Sent {mapping_line(data)} to job {job_id}.\n",
     )
     return EXIT_OK
+
+
+def _job_by_name(ctx: Context) -> tuple[str, str] | None:
+    """(flow id, job name) when the job is given by name, else None (then JOB_ID is
+    checked); checked before any request."""
+    job_name, flow_id, job_id = ctx.args.job, ctx.args.flow_id, ctx.args.job_id
+    if job_name is None and flow_id is None:
+        if job_id is None:
+            raise InvalidInput("JOB_ID", "give the pending job's id, or --job NAME --flow-id ID")
+        uuid_argument(job_id, "JOB_ID")
+        return None
+    if job_id is not None:
+        raise InvalidInput("JOB_ID", "give the job's id, or --job with --flow-id, not both")
+    if job_name is None or not job_name.strip():
+        raise InvalidInput("--job", "name the job (e.g. --job team_approval) with --flow-id")
+    if flow_id is None:
+        raise InvalidInput("--flow-id", "--job needs the id of the flow the job is in")
+    return uuid_argument(flow_id, "--flow-id"), job_name.strip()
+
+
+def find_job_id(client: EctfClient, flow: str, flow_id: str, job_name: str) -> str:
+    """The id of the one job of the flow named *job_name* (one flow GET); a name that
+    matches no job, or several, is refused with the flow's jobs listed."""
+    from ..text import clean
+
+    jobs = client.get_flow(flow, flow_id).jobs
+    matches = [job for job in jobs if job.name == job_name]
+    if len(matches) == 1:
+        return matches[0].id
+    where = f"the {flow} flow {flow_id}"
+    if not matches:
+        listed = ", ".join(f"{clean(j.name, 40)} ({clean(j.status_text, 20)})" for j in jobs)
+        raise InvalidInput(
+            "--job",
+            f"no job named {clean(job_name, 80)!r} in {where}; its jobs: {listed or 'none'}",
+        )
+    ids = ", ".join(f"{job.id} ({clean(job.status_text, 20)})" for job in matches)
+    raise InvalidInput(
+        "--job",
+        f"{len(matches)} jobs are named {clean(job_name, 80)!r} in {where}; give the job's id "
+        f"instead: {ids}",
+    )
 
 
 def register(commands: Any, api: argparse.ArgumentParser) -> None:
@@ -104,12 +155,19 @@ def register(commands: Any, api: argparse.ArgumentParser) -> None:
         "Give input to a pending job.",
         examples(
             f"jobs input submit {EXAMPLE_JOB_ID} --approve",
+            f"jobs input submit --job team_approval --flow-id {EXAMPLE_FLOW_ID} --reject",
             f'jobs input remote {EXAMPLE_JOB_ID} --data \'{{"key": "value"}}\'',
         ),
         [api],
     )
     add_flow_argument(p)
-    p.add_argument("job_id", metavar="JOB_ID", help="the pending job's UUID")
+    p.add_argument(
+        "job_id", nargs="?", metavar="JOB_ID", help="the pending job's UUID (or --job NAME)"
+    )
+    p.add_argument(
+        "--job", metavar="NAME", help="the pending job's name instead of its id (with --flow-id)"
+    )
+    p.add_argument("--flow-id", metavar="FLOW_ID", help="the flow of the job named by --job")
     answer = p.add_mutually_exclusive_group(required=True)
     answer.add_argument("--data", metavar="YAML|JSON", help="the mapping to send")
     answer.add_argument(

@@ -17,6 +17,8 @@ examples:
   {PROG} run --flow test --commit 1a2b3c4d --git-url ssh://git@github.com/team/design.git
   {PROG} run --flow submit --commit 1a2b3c4d --on-pending exit
   {PROG} run --flow remote --target-team mitre --timeout-minutes 30
+  {PROG} run --flow test --commit 1a2b3c4d --wait false     queue it, report it queued
+  {PROG} run --flow test --flow-id 3fa85f64-5717-4562-b3fc-2c963f66afa6   collect it
   ECTF_API_URL=http://127.0.0.1:8000 {PROG} run --flow test --commit 1a2b3c4d
 
 Inside GitHub Actions (GITHUB_ACTIONS=true) every input is read from the environment
