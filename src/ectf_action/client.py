@@ -27,6 +27,7 @@ from urllib.parse import quote
 
 import requests
 from requests.adapters import HTTPAdapter
+from requests.auth import AuthBase
 from urllib3.util.retry import Retry
 
 from . import __version__
@@ -87,6 +88,30 @@ class Download:
     path: Path
     size: int
     content_type: str
+
+
+@dataclass(frozen=True)
+class PackageDownload(Download):
+    """A package, with the validators that make the next request conditional."""
+
+    etag: str = ""
+    last_modified: str = ""
+
+
+class _Validators(AuthBase):
+    """The headers of a conditional GET. requests applies an auth handler to the prepared
+    request, after the client's own headers, so this adds to them without replacing any."""
+
+    def __init__(self, etag: str, last_modified: str) -> None:
+        self.etag = etag
+        self.last_modified = last_modified
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        if self.etag:
+            request.headers["If-None-Match"] = self.etag
+        if self.last_modified:
+            request.headers["If-Modified-Since"] = self.last_modified
+        return request
 
 
 class EctfClient:
@@ -163,6 +188,77 @@ class EctfClient:
         self, name: str, dest: Path, *, cancel: threading.Event | None = None
     ) -> Download:
         return self._download(f"package/{_seg(name)}", dest, cancel=cancel, require_zip=False)
+
+    def download_package_if_changed(
+        self,
+        name: str,
+        dest: Path,
+        *,
+        etag: str = "",
+        last_modified: str = "",
+        cancel: threading.Event | None = None,
+    ) -> PackageDownload | None:
+        """A package, unless the server says it has not changed since the validators it
+        sent last time (then None: 304 Not Modified). Without validators, a plain download
+        that keeps the ETag / Last-Modified the server sends, for next time. Written to
+        `<dest>.part` and renamed, as every download is."""
+        path = f"package/{_seg(name)}"
+        validators = _Validators(etag, last_modified)
+
+        def attempt(state: Attempt) -> PackageDownload | None:
+            response = self._send("GET", path, stream=True, auth=validators)
+            with contextlib.closing(response):
+                if response.status_code == 304:
+                    if etag or last_modified:
+                        return None
+                    raise ProtocolError(f"GET {self.url(path)} answered 304 to a plain request")
+                if response.status_code >= 400:
+                    raise self._error(response)
+                size = self._save_body(response, path, dest, cancel)
+            headers = response.headers
+            return PackageDownload(
+                dest,
+                size,
+                headers.get("Content-Type", ""),
+                etag=headers.get("ETag", ""),
+                last_modified=headers.get("Last-Modified", ""),
+            )
+
+        try:
+            return self.policy.call(
+                attempt,
+                sleep=self._sleep,
+                attempts=self.policy.body_attempts,
+                cancelled=(cancel.is_set if cancel is not None else None),
+            )
+        except _BrokenDownload as broken:
+            raise DownloadError(f"{broken} (tried {self.policy.body_attempts} times)") from None
+
+    def _save_body(
+        self,
+        response: requests.Response,
+        path: str,
+        dest: Path,
+        cancel: threading.Event | None,
+        *,
+        require_zip: bool = False,
+    ) -> int:
+        """Stream a reply's body to `<dest>.part`, check it is whole, rename it to *dest*;
+        a body that broke off is worth another try (TryAgain)."""
+        part = dest.with_name(dest.name + ".part")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with part.open("wb") as handle:
+                size = _stream(response, handle, cancel)
+            _check_complete(part, size, _content_length(response), require_zip, self.url(path))
+        except BaseException as exc:
+            with contextlib.suppress(OSError):
+                part.unlink()
+            if isinstance(exc, _BrokenDownload):
+                raise TryAgain(exc) from None
+            raise
+        os.replace(part, dest)
+        return size
 
     # -- flows -----------------------------------------------------------------------------
 
