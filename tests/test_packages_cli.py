@@ -4,6 +4,8 @@ against the simulator; golden files for the lines people read."""
 from __future__ import annotations
 
 import json
+import re
+import shlex
 import shutil
 import subprocess
 import zipfile
@@ -12,8 +14,10 @@ from pathlib import Path
 
 import pytest
 import responses
+import yaml
 
 from conftest import assert_golden
+from ectf_action.cli import build_parser
 from ectf_action.client import EctfClient
 from ectf_action.errors import ProtocolError
 from ectf_action.simulator import Simulator, load_scenario
@@ -199,3 +203,33 @@ def test_a_304_to_a_plain_request_is_a_protocol_error(tmp_path: Path) -> None:
     with pytest.raises(ProtocolError, match="answered 304 to a plain request"):
         client.download_package_if_changed("mitre", tmp_path / "mitre.enc")
     assert list(tmp_path.iterdir()) == []
+
+
+# -- the example workflow ----------------------------------------------------------------
+
+EXAMPLE = Path(__file__).parent.parent / "examples" / "workflows" / "attack-packages.yml"
+
+
+def test_the_attack_packages_example_syncs_hourly_and_uploads_the_enc_files() -> None:
+    workflow = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
+    triggers = workflow[True]  # YAML 1.1 reads the key `on` as true
+    minute, hour, *_ = triggers["schedule"][0]["cron"].split()
+    assert minute.isdigit() and hour == "*" and "workflow_dispatch" in triggers
+    steps = workflow["jobs"]["sync"]["steps"]
+    uses = {step["uses"].split("@")[0]: step for step in steps if "uses" in step}
+    assert "actions/checkout" not in uses  # the packages come from the API
+    for name, step in uses.items():
+        assert re.fullmatch(r"[0-9a-f]{40}", step["uses"].split("@")[1]), name
+    assert uses["actions/cache/restore"]["with"]["path"] == "packages"
+    assert uses["actions/cache/save"]["with"]["path"] == "packages"
+    assert uses["actions/upload-artifact"]["with"]["path"] == "packages/*.enc"
+
+    runs = {step["name"]: step for step in steps if "run" in step}
+    install = runs["Install ectf-action"]["run"]
+    assert re.search(r'"ectf-action\[packages\] @ git\+https://\S+@v\d+\.\d+\.\d+"', install)
+    sync = runs["Download new and changed packages"]
+    assert sync["env"] == {"ECTF_TOKEN": "${{ secrets.ECTF_TOKEN }}"}
+    command = shlex.split(sync["run"])
+    assert command[0] == "ectf-action"
+    args = build_parser().parse_args(command[1:])  # a command this package has
+    assert (args.handler.__name__, args.dir) == ("packages_sync", "packages/")
