@@ -214,19 +214,37 @@ def test_decryption_streams_in_bounded_memory(openssl: str, tmp_path: Path) -> N
     assert source.stat().st_size > size + HEADER_BYTES
 
 
-def test_without_the_extra_decryption_says_how_to_install_it(tmp_path: Path) -> None:
-    """A Python where `cryptography` cannot be imported: one line, exit 2."""
-    source = tmp_path / "mitre.enc"
-    source.write_bytes(b"Salted__" + bytes(24))
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["packages", "decrypt", "mitre.enc", "--key", "k"],
+        ["packages", "get", "mitre", "--key", "k"],
+        ["packages", "sync", "packages", "--keys", "keys.yaml"],
+    ],
+)
+def test_without_the_extra_decryption_says_how_to_install_it(
+    tmp_path: Path, command: list[str]
+) -> None:
+    """A Python where `cryptography` cannot be imported: one line, exit 2, before any
+    request (the API URL given answers nothing)."""
+    (tmp_path / "mitre.enc").write_bytes(b"Salted__" + bytes(24))
+    (tmp_path / "keys.yaml").write_text("mitre: k\n")
     code = (
         "import sys; sys.modules['cryptography'] = None\n"
         "from ectf_action.cli import main\n"
-        f"sys.exit(main(['packages', 'decrypt', {str(source)!r}, '--key', 'k']))\n"
+        "sys.exit(main(sys.argv[1:]))\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    env = {**os.environ, "ECTF_TOKEN": "t", "ECTF_API_URL": "http://127.0.0.1:9"}
+    done = subprocess.run(
+        [sys.executable, "-c", code, *command],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+    )
     assert done.returncode == 2, done.stderr
     assert done.stderr == (
         "error: decrypting attack packages needs the cryptography library: "
         "pip install 'ectf-action[packages]'\n"
     )
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["mitre.enc"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keys.yaml", "mitre.enc"]
