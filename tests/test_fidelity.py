@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import io
 import json
 import os
 import shutil
@@ -26,6 +27,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ectf_action import cli
+from ectf_action.config import resolve_config
+from ectf_action.edges import Environment, Inputs
 from ectf_action.simulator import Simulator, load_scenario
 
 pytestmark = pytest.mark.fidelity
@@ -394,3 +398,28 @@ def test_remote_connect_finds_the_port(client: Client, sim: Simulator) -> None:
         port = int(archive.read("get_ports/port.out"))
     assert f"Remote TCP port: {port}" in run.out, run.out
     assert calls(sim, "GET", f"/job/{job.id}/") == [200]
+
+
+def test_config_round_trips_with_the_organizers_client(
+    ectf: Path, sim: Simulator, tmp_path: Path
+) -> None:
+    """`ectf-action config` writes byte for byte what `ectf config` writes for the same
+    values; their client works from our file, and we read theirs."""
+    ours, theirs = tmp_path / "ours", tmp_path / "theirs"
+    ours.mkdir()
+    theirs.mkdir()
+    values = ["--token", sim.token, "--git-url", GIT_URL, "--api-url", sim.url]
+    written = cli.main(
+        ["config", *values], env={}, stdout=io.StringIO(), stderr=io.StringIO(), home=ours
+    )
+    assert written == 0
+    made = Client(ectf, theirs, sim)("config", *values)
+    assert made.code == 0, made.out
+    assert (ours / ".ectf-config").read_bytes() == (theirs / ".ectf-config").read_bytes()
+
+    run = Client(ectf, ours, sim)("api", "test", "submit", "abc1234")
+    assert run.code == 0, run.out
+    [flow] = sim.engine.flows("sim-team", "test")
+    assert flow.params == {"git_url": GIT_URL, "commit_hash": "abc1234"}
+    config = resolve_config(Inputs({}, Environment({})), theirs)
+    assert (config.token, config.git_url, config.api_url) == (sim.token, GIT_URL, sim.url)

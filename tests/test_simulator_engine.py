@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from ectf_action.crypto import decrypt_file
 from ectf_action.simulator import ApiFailure, Engine, Scenario, default_scenario, load_scenario
 
 GIT = "ssh://git@github.com/team/design.git"
@@ -388,7 +389,8 @@ teams:
     assert engine.package_names(alpha) == ["alpha", "beta"]
     artifact = engine.package_file(alpha, "beta")
     assert artifact.ready.is_set() and artifact.error is None
-    with zipfile.ZipFile(artifact.path) as archive:
+    package = decrypt_file(artifact.path, tmp_path / "beta.zip", engine.package_key("beta"))
+    with zipfile.ZipFile(package.path) as archive:
         assert archive.namelist() == ["beta.enc"]
         assert len(archive.read("beta.enc")) == 1000
     assert engine.package_file(alpha, "beta") is artifact  # built once

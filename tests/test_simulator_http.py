@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import requests
 
+from ectf_action.crypto import decrypt_stream
 from ectf_action.simulator import Simulator, default_scenario, load_scenario
 
 GIT = "ssh://git@github.com/team/design.git"
@@ -359,8 +360,10 @@ def test_packages(api: Api) -> None:
     package = api("GET", "/api/package/rival-team/")
     assert package.status_code == 200
     assert int(package.headers["Content-Length"]) == len(package.content)
-    with zipfile.ZipFile(io.BytesIO(package.content)) as archive:
-        assert "attack_package.enc" in archive.namelist()
+    plain = io.BytesIO()
+    decrypt_stream(io.BytesIO(package.content), plain, api.sim.engine.package_key("rival-team"))
+    with zipfile.ZipFile(plain) as archive:
+        assert "hsm.bin" in archive.namelist()
     assert api("GET", "/api/package/nobody/").status_code == 404
     assert api("GET", "/api/package/rival-team", allow_redirects=False).status_code == 307
 

@@ -1,12 +1,16 @@
 """The one place that speaks HTTP to the testing server.
 
-One method per endpoint. Every request has a connect and a read timeout. Every retry
-is decided here, by one `RetryPolicy` (retry.py): idempotent requests are retried by
-urllib3's `Retry` mounted on the session (connection errors, 429 honouring a bounded
-`Retry-After`, 500/502/503/504), and the client's own loops, under the same policy,
-retry what urllib3 cannot. POST and PATCH are never retried blindly: queueing a flow
-after an unknown outcome first looks for the flow it may have created, so a team never
-gets a second flow. Callers never retry: they report.
+One method per endpoint. Every retry is decided here, by one `RetryPolicy` (retry.py),
+in the client's own loops (the session under it retries nothing): idempotent requests
+after a failed connection, a timeout, a reply cut short or a busy status (429 with its
+Retry-After, 5xx); POST and PATCH never blindly: queueing a flow after an unknown
+outcome first looks for the flow it may have created, so a team never gets a second
+flow. Callers never retry: they report.
+
+`bind` ties every request to a run: timeouts from the time left before its deadline,
+retries only while there is time and no signal came, requests on their way abandoned
+on a signal, and the live log told of each retry and of a slow reply. Every reply is
+redacted of the team's token before anything reads it.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, TypeVar
+from typing import Any, BinaryIO, TypeVar, overload
 from urllib.parse import quote
 
 import requests
@@ -126,9 +130,17 @@ class _BrokenDownload(DownloadError):
 
 @dataclass(frozen=True)
 class Download:
+    """A file saved whole, and the validators the server sent with it (ETag,
+    Last-Modified), which make the next request for it conditional."""
+
     path: Path
     size: int
     content_type: str
+    etag: str = ""
+    last_modified: str = ""
+
+
+PackageDownload = Download  # a package's download
 
 
 class EctfClient:
@@ -237,6 +249,27 @@ class EctfClient:
         self, name: str, dest: Path, *, cancel: threading.Event | None = None
     ) -> Download:
         return self._download(f"package/{_seg(name)}", dest, cancel=cancel, require_zip=False)
+
+    def download_package_if_changed(
+        self,
+        name: str,
+        dest: Path,
+        *,
+        etag: str = "",
+        last_modified: str = "",
+        cancel: threading.Event | None = None,
+    ) -> Download | None:
+        """A package, unless the server says it has not changed since the validators it
+        sent last time (then None: 304 Not Modified). Without validators, a plain download
+        that keeps the ETag / Last-Modified the server sends, for next time."""
+        conditions = {
+            header: value
+            for header, value in (("If-None-Match", etag), ("If-Modified-Since", last_modified))
+            if value
+        }
+        return self._download(
+            f"package/{_seg(name)}", dest, cancel=cancel, require_zip=False, conditions=conditions
+        )
 
     # -- flows -----------------------------------------------------------------------------
 
@@ -415,14 +448,22 @@ class EctfClient:
         )
 
     def _send_once(
-        self, method: str, path: str, *, patience: float = 0.0, **kwargs: Any
+        self,
+        method: str,
+        path: str,
+        *,
+        patience: float = 0.0,
+        headers: Mapping[str, str] | None = None,
+        **kwargs: Any,
     ) -> requests.Response:
         """One try, bounded by the run: its timeouts come from the time left, and it is
         abandoned *patience* seconds after a signal (a request started after the signal
-        is a last word, never abandoned)."""
+        is a last word, never abandoned). *headers* add to ours (the token is the
+        session's auth, which nothing replaces)."""
         headers = {
             "User-Agent": f"ectf-action/{__version__}",
             "Accept": "application/json",
+            **(headers or {}),
         }
         url = self.url(path)
         timeout = self._timeouts()
@@ -586,6 +627,12 @@ class EctfClient:
         except (TransportError, ProtocolError, ApiError):
             return None
 
+    @overload
+    def _download(
+        self, path: str, dest: Path, *, cancel: threading.Event | None, require_zip: bool
+    ) -> Download: ...
+
+    @overload
     def _download(
         self,
         path: str,
@@ -593,11 +640,23 @@ class EctfClient:
         *,
         cancel: threading.Event | None,
         require_zip: bool,
-    ) -> Download:
+        conditions: Mapping[str, str],
+    ) -> Download | None: ...
+
+    def _download(
+        self,
+        path: str,
+        dest: Path,
+        *,
+        cancel: threading.Event | None,
+        require_zip: bool,
+        conditions: Mapping[str, str] | None = None,
+    ) -> Download | None:
         """Stream to `<dest>.part`, check it is whole, then rename: a partial file never
         takes the place of a complete one. One loop under the policy's `read_attempts`
         tries again what is worth it: no connection, a busy server, a body that broke
-        off (on a congested server many do)."""
+        off (on a congested server many do). With *conditions* (If-None-Match and the
+        like), a 304 Not Modified is None."""
         url = self.url(path)
 
         def stop() -> str | None:
@@ -607,14 +666,18 @@ class EctfClient:
                 return "deadline"
             return None
 
-        def attempt(state: Attempt) -> Download:
+        def attempt(state: Attempt) -> Download | None:
             try:
-                response = self._send_once("GET", path, stream=True)
+                response = self._send_once("GET", path, stream=True, headers=conditions)
             except DeadlineReached:
                 raise
             except TransportError as exc:
                 raise TryAgain(exc) from None
             with contextlib.closing(response):
+                if response.status_code == 304:
+                    if conditions:
+                        return None
+                    raise ProtocolError(f"GET {url} answered 304 to a plain request")
                 if is_transient(response.status_code):
                     raise TryAgain(self._error(response), retry_after=_retry_after(response))
                 if response.status_code >= 400:
@@ -633,7 +696,14 @@ class EctfClient:
                         raise TryAgain(exc) from None
                     raise
             os.replace(part, dest)
-            return Download(dest, size, response.headers.get("Content-Type", ""))
+            headers = response.headers
+            return Download(
+                dest,
+                size,
+                headers.get("Content-Type", ""),
+                etag=headers.get("ETag", ""),
+                last_modified=headers.get("Last-Modified", ""),
+            )
 
         attempts = self.policy.read_attempts
         try:

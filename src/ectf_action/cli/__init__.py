@@ -20,7 +20,7 @@ from .. import __version__
 from ..edges import ClientFactory, Environment
 from ..errors import EXIT_INVALID_INPUT, EXIT_SIGINT, EXIT_SIGTERM, EctfError, RunAborted
 from ..text import PROG
-from . import flags, flows, jobs, local, packages
+from . import config, flags, flows, jobs, local, packages
 from .context import Context, Parser, ParserExit, UsageError, api_options, parse_with
 
 if TYPE_CHECKING:
@@ -73,7 +73,7 @@ def build_parser() -> Parser:
     )
     top.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     commands = top.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for group in (flows, jobs, packages, flags):
+    for group in (flows, jobs, packages, flags, config):
         group.register(commands, api)
     local.register(commands)
     return top

@@ -31,6 +31,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
+from ..crypto import ExtraMissing, encrypt_file
 from .artifacts import BuildCancelled, LogContext, build_zip
 from .scenario import ArtifactSpec, FlowSpec, JobSpec, Scenario, TeamSpec
 
@@ -124,6 +125,7 @@ class Artifact:
     ready: threading.Event = field(default_factory=threading.Event)
     error: str | None = None
     size: int = 0
+    etag: str = ""  # a package's, once built
 
 
 @dataclass
@@ -170,6 +172,9 @@ class _BuildOrder:
     artifact: Artifact
     files: tuple[ArtifactSpec, ...]
     context: LogContext
+    # a package: the zip is encrypted with this key and salt, as the organizers' are
+    key: str | None = None
+    salt: bytes = b""
 
 
 class Engine:
@@ -201,6 +206,7 @@ class Engine:
         self._builds: queue.Queue[_BuildOrder | None] = queue.Queue()
         self._threads: list[threading.Thread] = []
         self._packages: dict[str, Artifact] = {}
+        self._package_revisions: dict[str, int] = {}
         self._package_lock = threading.Lock()
         self._changes = 0
 
@@ -396,7 +402,8 @@ class Engine:
         return [t.name for t in self.scenario.teams if t.package is not None]
 
     def package_file(self, team: TeamSpec, name: str) -> Artifact:
-        """The attack package zip, built on first request."""
+        """The attack package, encrypted with its team's key as the organizers publish
+        it (`openssl enc -aes-256-cbc -pbkdf2 -salt`), built on first request."""
         self._require_attack_phase(team)
         owner = self.scenario.team(name)
         if owner is None or owner.package is None:
@@ -404,7 +411,11 @@ class Engine:
         with self._package_lock:
             artifact = self._packages.get(name)
             if artifact is None:
-                artifact = Artifact(path=self.workdir / "packages" / f"{_safe(name)}.zip")
+                revision = self._package_revisions.get(name, 0)
+                seed = f"{self.scenario.seed}:package:{name}" + (f":{revision}" if revision else "")
+                artifact = Artifact(
+                    path=self.workdir / "packages" / f"{_safe(name)}.{revision}.enc"
+                )
                 self._packages[name] = artifact
                 order = _BuildOrder(
                     artifact,
@@ -414,11 +425,27 @@ class Engine:
                         job_name="package",
                         team=name,
                         outcome=SUCCEEDED,
-                        seed=f"{self.scenario.seed}:package:{name}",
+                        seed=seed,
                     ),
+                    key=self.package_key(name),
+                    salt=hashlib.sha256(f"{seed}:salt".encode()).digest()[:8],
                 )
                 self._build(order)
         return artifact
+
+    def package_key(self, team: str) -> str:
+        """The key that decrypts *team*'s package (the scenario's, else derived)."""
+        spec = self.scenario.team(team)
+        if spec is not None and spec.package_key:
+            return spec.package_key
+        return self._mac(f"package-key:{team}")[:32]
+
+    def republish_package(self, team: str) -> None:
+        """The organizers publish *team*'s package again: the next request gets new bytes
+        (new random files and a new salt), as a changed package would have."""
+        with self._package_lock:
+            self._packages.pop(team, None)
+            self._package_revisions[team] = self._package_revisions.get(team, 0) + 1
 
     def flag(self, team: TeamSpec, flag_name: str) -> str:
         return self.flag_hex(team.name, flag_name)
@@ -677,15 +704,26 @@ class Engine:
             self._build(order)
 
     def _build(self, order: _BuildOrder) -> None:
+        target = order.artifact.path
+        plain = target if order.key is None else target.with_name(target.name + ".zip")
         try:
             order.artifact.size = build_zip(
-                order.artifact.path, order.files, order.context, cancel=self._stopping
+                plain, order.files, order.context, cancel=self._stopping
             )
+            if order.key is not None:
+                order.artifact.size = encrypt_file(plain, target, order.key, salt=order.salt)
+                with target.open("rb") as handle:
+                    digest = hashlib.file_digest(handle, "sha256").hexdigest()
+                order.artifact.etag = f'"{digest[:32]}"'
         except BuildCancelled:
             order.artifact.error = "the simulator stopped"
         except OSError as exc:
             order.artifact.error = f"could not write the artifact: {exc}"
+        except ExtraMissing as exc:
+            order.artifact.error = str(exc)
         finally:
+            if plain != target:
+                plain.unlink(missing_ok=True)
             order.artifact.ready.set()
             with self._cond:
                 self._changed()

@@ -130,6 +130,8 @@ class TeamSpec:
     attack_phase: bool = False
     steal_digest: str | None = field(default=None, repr=False)
     package: tuple[ArtifactSpec, ...] | None = None
+    # what decrypts the package (openssl's `-k`); None: derived from the secret
+    package_key: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -168,6 +170,7 @@ class Scenario:
     time_scale: float = 1.0
     upload_limit: int = 10 * 1024 * 1024
     ranges: bool = False
+    etags: bool = False  # packages carry an ETag and honour If-None-Match (304)
     # Each download's connection is held to this many MB (10**6 bytes) a second; 0: unlimited.
     download_bandwidth_mbps: float = 0.0
     default_team: str = ""
@@ -470,10 +473,14 @@ def _parse_scenario(data: Mapping[str, Any], base: Scenario | None) -> Scenario:
         "upload_limit",
     )
     ranges = base.ranges if base else False
+    etags = base.etags if base else False
     bandwidth_mbps = base.download_bandwidth_mbps if base else 0.0
     if top.has("downloads"):
-        downloads = _Section(top.raw("downloads"), "downloads", ("ranges", "bandwidth_mbps"))
+        downloads = _Section(
+            top.raw("downloads"), "downloads", ("ranges", "etags", "bandwidth_mbps")
+        )
         ranges = downloads.boolean("ranges", ranges)
+        etags = downloads.boolean("etags", etags)
         bandwidth_mbps = downloads.number("bandwidth_mbps", bandwidth_mbps)
 
     if top.has("teams") or base is None:
@@ -526,6 +533,7 @@ def _parse_scenario(data: Mapping[str, Any], base: Scenario | None) -> Scenario:
         time_scale=time_scale,
         upload_limit=upload_limit,
         ranges=ranges,
+        etags=etags,
         download_bandwidth_mbps=bandwidth_mbps,
         default_team=default_team,
     )
@@ -535,7 +543,9 @@ def _parse_teams(items: list[tuple[str, Any]]) -> tuple[TeamSpec, ...]:
     teams: list[TeamSpec] = []
     for where, item in items:
         section = _Section(
-            item, where, ("name", "token", "attack_phase", "steal_digest", "package")
+            item,
+            where,
+            ("name", "token", "attack_phase", "steal_digest", "package", "package_key"),
         )
         name = section.string("name", required=True)
         if not _NAME_RE.match(name):
@@ -546,6 +556,9 @@ def _parse_teams(items: list[tuple[str, Any]]) -> tuple[TeamSpec, ...]:
         if not token or any(c.isspace() for c in token):
             raise ScenarioError(f"{section.at('token')}: must be non-empty, without spaces")
         digest = section.optional_string("steal_digest")
+        package_key = section.optional_string("package_key")
+        if package_key == "":
+            raise ScenarioError(f"{section.at('package_key')}: must not be empty")
         attack_phase = section.boolean("attack_phase", False)
         package: tuple[ArtifactSpec, ...] | None
         raw_package = section.raw("package")
@@ -572,14 +585,16 @@ def _parse_teams(items: list[tuple[str, Any]]) -> tuple[TeamSpec, ...]:
                 attack_phase=attack_phase,
                 steal_digest=digest,
                 package=package,
+                package_key=package_key,
             )
         )
     return tuple(teams)
 
 
+# What a team's package holds once decrypted (it is served encrypted with its key).
 _DEFAULT_PACKAGE = (
-    ArtifactSpec(name="attack_package.enc", kind="random", size=32 * 1024, compress=False),
-    ArtifactSpec(name="README.txt", kind="content", text="Encrypted attack package.\n"),
+    ArtifactSpec(name="hsm.bin", kind="random", size=32 * 1024, compress=False),
+    ArtifactSpec(name="README.txt", kind="content", text="The attack package of a design.\n"),
 )
 
 

@@ -643,7 +643,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _ep_get_package(self, team: Any, params: dict[str, str], *_: Any) -> Reply:
         artifact = self.server.simulator.engine.package_file(team, params["name"])
-        return self._file_reply(artifact, "application/octet-stream", f"{params['name']}.enc")
+        reply = self._file_reply(artifact, "application/octet-stream", f"{params['name']}.enc")
+        if not self.server.simulator.scenario.etags or reply.status >= 300 or not artifact.etag:
+            return reply
+        if _etag_matches(self.headers.get("If-None-Match", ""), artifact.etag):
+            return Reply(304, b"", None, {"ETag": artifact.etag})
+        reply.headers["ETag"] = artifact.etag
+        return reply
 
     def _ep_team_photo(self, team: Any, _p: Any, _q: Any, _b: Any, form: dict[str, Any]) -> Reply:
         return self._flag_upload(team, form, "team_photo", PNG_MAGIC, "PNG")
@@ -873,6 +879,12 @@ class _Handler(BaseHTTPRequestHandler):
                     return
                 remaining -= len(chunk)
                 yield chunk
+
+
+def _etag_matches(if_none_match: str, etag: str) -> bool:
+    """RFC 9110's weak comparison: any listed tag, `W/` or not, or `*`."""
+    tags = [tag.strip().removeprefix("W/") for tag in if_none_match.split(",")]
+    return "*" in tags or etag in tags
 
 
 def _apply_range(reply: Reply, header: str, size: int) -> Reply:
