@@ -60,6 +60,7 @@ CONTRACT_INPUTS: dict[str, str | None] = {
     "skip-without-token": "true",
     "wait": "true",
     "flow-id": "",
+    "source-annotations": "true",
 }
 CONTRACT_OUTPUTS = [
     "flow-id", "status", "failed-jobs", "jobs", "junit-path", "artifacts-path", "message",

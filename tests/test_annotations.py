@@ -67,7 +67,7 @@ def test_verdict_then_failed_jobs_then_others_then_errors_then_warnings() -> Non
         ("error", "eCTF flow failed", None, None, None),
         ("error", "eCTF job build failed", None, None, None),
         ("warning", "eCTF run", None, None, None),
-        ("error", "eCTF build: e1", "src/a.c", 5, 2),
+        ("error", "eCTF build: e1 [-Wimplicit-function-declaration]", "src/a.c", 5, 2),
         ("error", "eCTF build: e2", "src/a.c", 9, None),
         ("warning", "eCTF build: w1", "src/a.c", 3, None),
         ("warning", "eCTF test: w2", "src/b.c", 7, None),

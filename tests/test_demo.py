@@ -113,7 +113,10 @@ def test_the_failing_demo_lists_its_annotations_and_removes_its_workspace() -> N
     code, text = run_demo("--commit", FAILING_COMMIT, "--no-keep")
     assert code == 1
     assert_golden(GOLDEN / "failed.txt", normalise(text))
-    assert "\nAnnotations: 2 errors\n  Error: eCTF job build failed: " in text
+    # the verdict first, the failed job, then the build's errors on the demo's own sources
+    assert "\nAnnotations: 4 errors and 1 warning\n  Error: eCTF flow failed: " in text
+    assert "\n  Error: eCTF job build failed: firmware/inc/uart.h:14:43: error: " in text
+    assert "\n  Error: firmware/src/uart.c#L290 - eCTF build: implicit declaration" in text
     assert "Result: failed (the step's exit code: 1)" in text and "failed-jobs: build" in text
     removed = next(line for line in text.splitlines() if line.startswith("(removed "))
     assert not Path(removed[len("(removed ") :].split(";")[0]).exists()

@@ -155,7 +155,7 @@ def test_a_rustc_error_e0425(tmp_path: Path) -> None:
     assert ("error", "src/main.rs", 5, 24) in located
     assert ("warning", "src/crypto.rs", 2, 9) in located
     error = next(a for a in planned if a.file == "src/main.rs")
-    assert error.title == "eCTF build: cannot find value `frame_len` in this scope"
+    assert error.title == "eCTF build: cannot find value `frame_len` in this scope [E0425]"
     assert "frame_len" in line_of(workspace, error)
     assert (
         findings.first_error

@@ -113,9 +113,10 @@ def test_hostile_logs_and_names_issue_no_command_through_the_entry_point(
     check_no_command_escapes(done.stdout, hostile.token)
     commands, _ = commands_outside_fences(done.stdout)
     errors = [line for line in commands if line.startswith("::error")]
-    assert len(errors) == 2  # the failed job's annotation and the result
-    assert errors[0].startswith("::error title=eCTF job ##[warning]job failed::")
-    assert "%0A" in errors[0] and "::error::injected error" in errors[0]
+    assert len(errors) == 2  # the result first, then the failed job's annotation
+    assert errors[0].startswith("::error title=eCTF flow failed::")
+    assert errors[1].startswith("::error title=eCTF job ##[warning]job failed::")
+    assert "%0A" in errors[1] and "::error::injected error" in errors[1]
     outputs = environment.outputs()
     assert outputs["status"] == "failed"
     assert outputs["failed-jobs"] == HOSTILE_NAMES[1]

@@ -269,7 +269,7 @@ def test_every_input_has_a_flag_name() -> None:
         "token", "api-url", "flow", "git-url", "commit", "target-team", "params",
         "timeout-minutes", "poll-interval", "on-conflict", "on-pending", "pending-inputs",
         "artifacts-path", "download-artifacts", "max-artifact-mb", "junit-path", "job-summary",
-        "fail-on", "skip-without-token", "wait", "flow-id",
+        "fail-on", "skip-without-token", "wait", "flow-id", "source-annotations",
     )  # fmt: skip
 
 

@@ -205,10 +205,15 @@ def test_a_completed_flow_is_reported_at_once(action_env: ActionEnv, simulator: 
     )  # fmt: skip
     outputs = action_env.outputs()
     assert (outputs["status"], outputs["failed-jobs"]) == ("failed", "build")
-    log = (action_env.workspace / "ectf-artifacts/build/build.log").read_text()
-    last_line = [line for line in log.splitlines() if line.strip()][-1]
+    # the build's first error, as its log said it and as JUnit's failure message says it
+    junit = ET.parse(action_env.workspace / "ectf-junit.xml").getroot()  # noqa: S314 (ours)
+    failure = next(
+        case.find("failure") for case in junit.iter("testcase") if case.get("name") == "build"
+    )
+    first_error = failure.get("message") if failure is not None else None
+    assert first_error and ": error: " in first_error
     assert outputs["message"] == (
-        f"eCTF test flow {flow_id}: failed; failed jobs: build; first error (build): {last_line}"
+        f"eCTF test flow {flow_id}: failed; failed jobs: build; first error (build): {first_error}"
     )
 
 

@@ -195,6 +195,8 @@ class AnnotationPlan:
     left_out_errors: int = 0  # annotations that did not fit, for the summary's note
     left_out_warnings: int = 0
     left_out_notices: int = 0
+    # What did not fit, in order: said in the log as plain lines, so nothing is lost.
+    rest: tuple[Annotation, ...] = ()
 
     @property
     def note(self) -> str | None:
@@ -221,6 +223,7 @@ class _Budget:
         self.room = {"error": limits.errors, "warning": limits.warnings, "notice": limits.notices}
         self.left_out = dict.fromkeys(_KINDS, 0)
         self.planned: list[Annotation] = []
+        self.rest: list[Annotation] = []
 
     def add(self, annotation: Annotation) -> None:
         kind = annotation.kind if annotation.kind in self.room else "notice"
@@ -229,6 +232,7 @@ class _Budget:
             self.planned.append(annotation)
         else:
             self.left_out[kind] += 1
+            self.rest.append(annotation)
 
     def plan(self) -> AnnotationPlan:
         return AnnotationPlan(
@@ -236,6 +240,7 @@ class _Budget:
             left_out_errors=self.left_out["error"],
             left_out_warnings=self.left_out["warning"],
             left_out_notices=self.left_out["notice"],
+            rest=tuple(self.rest),
         )
 
 
@@ -245,10 +250,13 @@ def _name(job: JobFindings) -> str:
 
 
 def _job_annotation(job: JobFindings) -> Annotation:
+    """A failed job: its first error line first (what the annotation list shows), then
+    the end of its log, without the loggers' time stamps."""
     name = _name(job)
-    tail = job.log_tail.strip("\n") or NO_LOG
+    lines = [strip_timestamp(line) for line in clean_terminal_text(job.log_tail).split("\n")]
+    tail = "\n".join(lines).strip("\n") or NO_LOG
     first = job.first_error
-    message = f"{first}\n\n{tail}" if first and first not in tail else tail
+    message = f"{first}\n\n{tail}" if first else tail
     return Annotation("error", f"eCTF job {name} failed", message)
 
 
@@ -264,9 +272,11 @@ def _rest_failed(jobs: Sequence[JobFindings]) -> Annotation:
 def _source_annotation(job: JobFindings, item: Located) -> Annotation:
     diagnostic = item.diagnostic
     kind = "error" if diagnostic.severity is Severity.ERROR else "warning"
-    title = clean(
-        f"eCTF {_name(job)}: {_shorten(diagnostic.message, MAX_TITLE_CHARS)}", MAX_TITLE_CHARS
-    )
+    # The title names the job and the message; the message says it whole (the log shows
+    # only the message), then the notes and where the server logged it.
+    prefix = f"eCTF {_name(job)}: "
+    said = _shorten(diagnostic.text, max(20, MAX_TITLE_CHARS - len(prefix)))
+    title = clean(prefix + said, MAX_TITLE_CHARS)
     lines = [_shorten(diagnostic.text, MAX_LINE_CHARS)]
     lines += [_shorten(f"note: {note}", MAX_LINE_CHARS) for note in diagnostic.notes]
     if diagnostic.path is not None:

@@ -94,6 +94,7 @@ def demo_command(
     """Run the demo; return the action's exit code (1 for a failed flow, as in CI)."""
     from .action import run_command
     from .simulator import Simulator, default_scenario
+    from .simulator.design import design_of_flow
 
     env = {} if env is None else env
     flow = parse_flow_name(args.flow, name="--flow")
@@ -103,6 +104,9 @@ def demo_command(
     layout = _Layout(root)
     token = f"demo-{secrets.token_hex(12)}"
     scenario = default_scenario().with_time_scale(scale)
+    # The team's repository, as actions/checkout leaves it: the sources the simulated
+    # build compiles, so the diagnostics in its log annotate real files.
+    design_of_flow(scenario, flow, commit).write(layout.workspace)
     try:
         with Simulator(scenario, token=token) as simulator:
             stdout.write(

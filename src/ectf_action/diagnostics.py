@@ -116,6 +116,29 @@ class JobDiagnostics:
     left_out: int = 0  # diagnostics found past the limit, not kept
     complete: bool = True  # False when the log was longer than what is scanned
 
+    def redacted(self, redact: Callable[[str], str]) -> JobDiagnostics:
+        """These diagnostics with *redact* applied to every text from the log in them."""
+
+        def maybe(text: str | None) -> str | None:
+            return None if text is None else redact(text)
+
+        def one(diagnostic: Diagnostic) -> Diagnostic:
+            site = diagnostic.included_from
+            return replace(
+                diagnostic,
+                message=redact(diagnostic.message),
+                path=maybe(diagnostic.path),
+                code=maybe(diagnostic.code),
+                directory=maybe(diagnostic.directory),
+                included_from=None if site is None else (redact(site[0]), site[1]),
+                notes=tuple(redact(note) for note in diagnostic.notes),
+                job=redact(diagnostic.job),
+            )
+
+        return replace(
+            self, job=redact(self.job), diagnostics=tuple(one(d) for d in self.diagnostics)
+        )
+
 
 # -- line rules ---------------------------------------------------------------------------
 

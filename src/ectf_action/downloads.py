@@ -22,6 +22,7 @@ from types import TracebackType
 from typing import Any, Literal, Protocol
 
 from .artifacts import ExtractLimits, extract_zip, job_dir_name, read_log_tail
+from .diagnostics import JobDiagnostics, scan_job_log
 from .errors import ApiError, BadRequest, Cancelled, EctfError
 from .models import Job, JobStatus
 
@@ -46,6 +47,7 @@ class JobArtifacts:
     size: int = 0
     log_tail: str = ""
     warnings: list[str] = field(default_factory=list)
+    diagnostics: JobDiagnostics | None = None  # what the job's log says, scanned once
 
 
 def wants_artifacts(job: Job, mode: ArtifactsMode) -> bool:
@@ -83,7 +85,7 @@ class Downloads:
         self._temp_root = temp_root
         self._executor = ThreadPoolExecutor(max(1, workers), thread_name_prefix="ectf-artifacts")
         self._futures: dict[str, Future[JobArtifacts]] = {}
-        self._names: dict[str, str] = {}  # job id -> job name
+        self._jobs: dict[str, Job] = {}  # job id -> the job as it finished
         self._dir_names: dict[str, str] = {}  # job id -> folder name
         self._reported: set[str] = set()
         self._temp_dir: Path | None = None
@@ -106,16 +108,16 @@ class Downloads:
         self._temp()  # made here, in one thread, before any worker needs it
         dest = self._artifacts_path / self._dir_name(job)
         self._futures[job.id] = self._executor.submit(self._fetch, job, dest)
-        self._names[job.id] = job.name
+        self._jobs[job.id] = job
 
-    def newly_finished(self) -> list[tuple[str, JobArtifacts]]:
-        """(job name, artifacts) of the downloads that finished since the last call."""
+    def newly_finished(self) -> list[tuple[Job, JobArtifacts]]:
+        """(job, artifacts) of the downloads that finished since the last call."""
         done = []
         for job_id, future in self._futures.items():
             if job_id in self._reported or not future.done() or future.cancelled():
                 continue
             self._reported.add(job_id)
-            done.append((self._names[job_id], future.result()))
+            done.append((self._jobs[job_id], future.result()))
         return done
 
     def collect(self) -> dict[str, JobArtifacts]:
@@ -168,6 +170,8 @@ class Downloads:
         """Download and extract one job's zip; every failure becomes a warning. What it
         says (its log, its warnings) is read from the server's files: redacted here."""
         found = self._download(job, dest)
+        if found.directory is not None:
+            found.diagnostics = scan_job_log(found.directory, job.name).redacted(self._redact)
         found.log_tail = self._redact(found.log_tail)
         found.warnings = [self._redact(warning) for warning in found.warnings]
         return found

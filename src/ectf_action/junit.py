@@ -67,12 +67,25 @@ def _job_case(outcome: JobOutcome, classname: str) -> TestCase:
         log = xml_text(
             clean_terminal_text(outcome.log_tail).strip("\n"), MAX_TEXT_CHARS, keep_end=True
         )
-        case.add_failure_info(message=f"job {name} failed", output=log or _NO_LOG)
+        # The first error line is what test reporters show first; the tail below it.
+        first = xml_text(one_line(outcome.first_error), MAX_MESSAGE_CHARS)
+        case.add_failure_info(message=first or f"job {name} failed", output=log or _NO_LOG)
         return case
     reason = outcome.skip_reason()
     if reason is not None:
         case.add_skipped_info(message=xml_text(reason, MAX_MESSAGE_CHARS))
     return case
+
+
+def _location(outcome: JobOutcome) -> dict[str, str]:
+    """`file` and `line` of a failed job's first error located in the workspace, which
+    the test-report actions turn into an annotation on that line."""
+    if outcome.status is not JobStatus.FAILED or not outcome.error_file:
+        return {}
+    where = {"file": xml_text(outcome.error_file, MAX_NAME_CHARS)}
+    if outcome.error_line:
+        where["line"] = str(outcome.error_line)
+    return where
 
 
 def _job_notes(outcome: JobOutcome) -> str:
@@ -128,10 +141,13 @@ def render_junit(result: RunResult) -> str:
     suite_element = suite.build_xml_doc()
     # junit_xml leaves `time` out of a case that took 0 s; every reader wants it, and
     # a fixed attribute order keeps the document stable.
-    for element, seconds in zip(suite_element.iter("testcase"), times, strict=True):
+    located = [_location(outcome) for outcome in result.jobs] + [{}] * (
+        len(times) - len(result.jobs)
+    )
+    for element, seconds, where in zip(suite_element.iter("testcase"), times, located, strict=True):
         attributes = {"name": element.get("name", ""), "classname": classname}
         element.attrib.clear()
-        element.attrib.update({**attributes, "time": _seconds(seconds)})
+        element.attrib.update({**attributes, "time": _seconds(seconds), **where})
     # The classic schema puts the suite's own output after its test cases.
     for output in suite_element.findall("system-out"):
         suite_element.remove(output)

@@ -7,10 +7,11 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from .annotations import first_error_line, locate
 from .clock import Clock
 from .downloads import JobArtifacts
 from .follow import JobChange
-from .models import Flow
+from .models import Flow, Job, JobStatus
 from .settings import Settings
 from .text import clean, format_size, log_stamp, plural
 
@@ -54,14 +55,21 @@ class LiveLog:
             else:
                 self.line(f"{name}  {change.previous.value} -> {now}")
 
-    def artifacts(self, job_name: str, found: JobArtifacts, where: Callable[[Path], str]) -> None:
-        """A finished download: its warnings, then what was extracted where."""
-        name = clean(job_name, 80)
+    def artifacts(self, job: Job, found: JobArtifacts, where: Callable[[Path], str]) -> None:
+        """A finished download: its warnings, what was extracted where, and for a failed
+        job the line that says why it failed (as logged: the workspace is not looked at
+        yet)."""
+        name = clean(job.name, 80)
         for warning in found.warnings:
             self.line(f"{name}: {warning}")
         if found.directory is not None:
             files, size = plural(found.files, "file"), format_size(found.size)
             self.line(f"{name}: {files}, {size} -> {where(found.directory)}")
+        if job.status is JobStatus.FAILED:
+            diagnostics = found.diagnostics.diagnostics if found.diagnostics else ()
+            first = first_error_line(locate(diagnostics, None), found.log_tail)
+            if first:
+                self.line(f"{name} failed: {first}")
 
 
 def public_url(url: str) -> str:

@@ -9,20 +9,23 @@ decides what is said where.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .annotations import Annotation, JobFindings, diagnostic_rows, plan_annotations
 from .artifacts import read_log_tail
 from .errors import EXIT_OK
 from .message import result_line
 from .models import JobStatus
+from .sourcemap import SourceIndex
 from .text import clean
 
 if TYPE_CHECKING:
-    from .results import RunResult
+    from .results import JobOutcome, RunResult
     from .settings import Settings
     from .verdict import RunOutcome
     from .workflow import WorkflowCommands
@@ -51,10 +54,11 @@ def write_reports(
     *,
     signal_name: str | None,
 ) -> None:
-    """The outputs first (later steps depend on them), then JUnit, the job logs and
-    annotations, the summary, and the result's last word. Every writer turns its own
-    trouble into a warning, so one report that cannot be written costs no other."""
-    result = outcome.result.redacted(commands.redactor.redact)
+    """The outputs first (later steps depend on them), then JUnit, the job logs, the
+    annotations (the verdict first, within GitHub's limits), the summary, and the
+    result's last word. Every writer turns its own trouble into a warning, so one
+    report that cannot be written costs no other."""
+    result, findings = with_findings(outcome.result.redacted(commands.redactor.redact), settings)
     junit = settings.relative(settings.junit_path) if settings.junit_path else ""
     jobs, trimmed = jobs_output(result)
     if trimmed:
@@ -66,8 +70,24 @@ def write_reports(
         commands.set_output("junit-path", "")  # a later record of an output replaces it
         outputs["junit-path"] = ""
     write_job_logs(commands, settings, result)
-    for warning in result.warnings:
-        commands.warning(warning, title="eCTF run")
+    message = result.message
+    if signal_name is not None and outcome.interrupted:
+        message = f"{message} (received {signal_name})"
+    title = TITLES[result.status.value]
+    verdict = Annotation("error", title, message) if exit_code != EXIT_OK else None
+    plan = plan_annotations(
+        verdict,
+        findings,
+        other=_other_annotations(result, outcome.notice, title),
+        source_annotations=settings.source_annotations,
+    )
+    for annotation in plan.annotations:
+        _annotate(commands, annotation)
+    for annotation in plan.rest:  # past GitHub's limits: in the log all the same
+        where = f"{annotation.file}:{annotation.line}: " if annotation.file else ""
+        commands.info(f"{annotation.kind} (not annotated): {annotation.title}: {where}")
+        commands.echo_untrusted(annotation.message)
+    result.annotations_note = plan.note
     if settings.job_summary:
         from .summary import render_summary
 
@@ -76,16 +96,73 @@ def write_reports(
         shown = {"flow-id": result.flow_id or "", **outputs}
         shown.pop("jobs")
         commands.info("outputs: " + ", ".join(f"{k}={v}" for k, v in shown.items()))
-    if outcome.notice:
-        commands.notice(outcome.notice, title=TITLES[result.status.value])
-    if exit_code == EXIT_OK:
-        if not outcome.notice:
-            commands.info(result.message)
-        return
-    message = result.message
-    if signal_name is not None and outcome.interrupted:
-        message = f"{message} (received {signal_name})"
-    commands.error(message, title=TITLES[result.status.value])
+    if exit_code == EXIT_OK and not outcome.notice:
+        commands.info(result.message)
+
+
+def with_findings(result: RunResult, settings: Settings) -> tuple[RunResult, list[JobFindings]]:
+    """The diagnostics of each job's log located in the workspace (the repository the
+    step checked out), and the result with each failed job's first error, where it is,
+    and the rows of its table in the summary."""
+    scanned = [job.diagnostics for job in result.jobs if job.diagnostics is not None]
+    index = None
+    if any(found.diagnostics for found in scanned):
+        index = SourceIndex.build(settings.workspace, exclude=[settings.artifacts_path])
+    findings: list[JobFindings] = []
+    jobs: list[JobOutcome] = []
+    for job in result.jobs:
+        failed = job.status is JobStatus.FAILED
+        if job.diagnostics is None:
+            found = JobFindings(name=job.name, failed=failed, log_tail=job.log_tail)
+        else:
+            found = JobFindings.of(job.diagnostics, index, failed=failed, log_tail=job.log_tail)
+        findings.append(found)
+        if not failed:
+            jobs.append(job)
+            continue
+        located = found.first_located_error
+        rows = diagnostic_rows(
+            found,
+            server_url=settings.server_url,
+            repository=settings.repository,
+            commit=result.commit,
+        )
+        jobs.append(
+            dataclasses.replace(
+                job,
+                first_error=found.first_error or job.first_error,
+                error_file=located.file if located else None,
+                error_line=located.line if located else None,
+                diagnostic_rows=rows.rows,
+                diagnostics_left_out=rows.left_out,
+            )
+        )
+    return dataclasses.replace(result, jobs=jobs), findings
+
+
+def _other_annotations(result: RunResult, notice: str | None, title: str) -> list[Annotation]:
+    """The warnings of the run and of each job, and a notice (a flow left waiting)."""
+    found = [Annotation("warning", "eCTF run", warning) for warning in result.warnings]
+    for job in result.jobs:
+        name = clean(job.name)
+        found += [Annotation("warning", f"eCTF job {name}", warning) for warning in job.warnings]
+    if notice:
+        found.append(Annotation("notice", title, notice))
+    return found
+
+
+def _annotate(commands: WorkflowCommands, annotation: Annotation) -> None:
+    location: dict[str, str | int] = {}
+    if annotation.file and annotation.line:
+        location = {"file": annotation.file, "line": annotation.line}
+        if annotation.column:
+            location["col"] = annotation.column
+    if annotation.kind == "error":
+        commands.error(annotation.message, annotation.title, location=location)
+    elif annotation.kind == "warning":
+        commands.warning(annotation.message, annotation.title, location=location)
+    else:
+        commands.notice(annotation.message, annotation.title)
 
 
 def step_outputs(
@@ -131,23 +208,19 @@ def jobs_output(result: RunResult) -> tuple[str, str | None]:
 
 
 def write_job_logs(commands: WorkflowCommands, settings: Settings, result: RunResult) -> None:
-    """Each job's log in a group of its own, and an annotation per failed job."""
+    """Each job's log in a group of its own (the annotations are planned apart)."""
     for job in result.jobs:
-        name = clean(job.name)
-        if job.artifacts_dir:
-            log = read_log_tail(
-                settings.workspace / job.artifacts_dir,
-                max_lines=LOG_GROUP_LINES,
-                max_bytes=LOG_GROUP_BYTES,
-            )
-            if log:
-                with commands.group(f"eCTF job {name}: {clean(job.job.status_text, 20)}"):
-                    commands.echo_untrusted(log)
-        for warning in job.warnings:
-            commands.warning(warning, title=f"eCTF job {name}")
-        if job.status is JobStatus.FAILED:
-            tail = job.log_tail or "No log was found in the job's artifacts."
-            commands.error(tail, title=f"eCTF job {name} failed")
+        if not job.artifacts_dir:
+            continue
+        log = read_log_tail(
+            settings.workspace / job.artifacts_dir,
+            max_lines=LOG_GROUP_LINES,
+            max_bytes=LOG_GROUP_BYTES,
+        )
+        if log:
+            title = f"eCTF job {clean(job.name)}: {clean(job.job.status_text, 20)}"
+            with commands.group(title):
+                commands.echo_untrusted(log)
 
 
 def write_junit(commands: WorkflowCommands, settings: Settings, result: RunResult) -> bool:

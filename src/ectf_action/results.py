@@ -6,9 +6,12 @@ import dataclasses
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .models import Job, JobStatus
+
+if TYPE_CHECKING:
+    from .diagnostics import JobDiagnostics
 
 
 class RunStatus(enum.StrEnum):
@@ -39,6 +42,13 @@ class JobOutcome:
     # `message` output falls back to the log's last non-empty line.
     first_error: str = ""
     not_followed: bool = False  # `wait: false`: the run left before the job ended
+    diagnostics: JobDiagnostics | None = None  # what its log said, when it was scanned
+    error_file: str | None = None  # the first error located in the workspace (JUnit)
+    error_line: int | None = None
+    # The summary's table of its diagnostics (plain data; the summary escapes it), and
+    # how many more there were.
+    diagnostic_rows: tuple[dict[str, str | None], ...] = ()
+    diagnostics_left_out: int = 0
 
     @property
     def name(self) -> str:
@@ -84,6 +94,7 @@ class RunResult:
     message: str = ""  # one sentence for people: what happened and what to do
     warnings: list[str] = field(default_factory=list)
     api_url: str = ""
+    annotations_note: str | None = None  # what GitHub's per-step limits left unannotated
 
     @property
     def failed_jobs(self) -> list[str]:

@@ -485,8 +485,8 @@ class Runner:
 
     def _log_downloads(self, downloads: Downloads) -> None:
         """One line per finished download, as it finishes (they overlap the flow)."""
-        for job_name, found in downloads.newly_finished():
-            self._log.artifacts(job_name, found, self.settings.relative)
+        for job, found in downloads.newly_finished():
+            self._log.artifacts(job, found, self.settings.relative)
 
     def _log_line(self, text: str) -> None:
         self._log.line(text)

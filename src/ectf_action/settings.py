@@ -94,6 +94,12 @@ INPUTS: tuple[InputSpec, ...] = (
     InputSpec("skip-without-token", "true", "an empty token skips instead of failing", "BOOL"),
     InputSpec("wait", "true", "false: queue the flow, report it queued and exit 0", "BOOL"),
     InputSpec("flow-id", "", "follow this flow (a UUID) instead of queueing one", "UUID"),
+    InputSpec(
+        "source-annotations",
+        "true",
+        "annotate the workspace's files with the diagnostics in job logs (default: true)",
+        "BOOL",
+    ),
 )
 INPUT_NAMES: tuple[str, ...] = tuple(spec.name for spec in INPUTS)
 _DEFAULTS = {spec.name: spec.default for spec in INPUTS}
@@ -130,6 +136,9 @@ class Settings:
     ca_bundle: Path | None = None  # trusted CAs for HTTPS (a self-hosted runner's proxy)
     wait: bool = True  # false: acquire the flow, report it queued, leave it running
     flow_id: str | None = None  # follow this flow instead of finding or queueing one
+    source_annotations: bool = True  # diagnostics in job logs annotate the workspace's files
+    server_url: str = ""  # GITHUB_SERVER_URL and GITHUB_REPOSITORY: links to the tested files
+    repository: str = ""
 
     def queue_body(self) -> dict[str, Any]:
         """The POST body of this run's flow."""
@@ -281,6 +290,11 @@ def load_settings(
         in_actions=actions,
         wait=wait,
         flow_id=flow_id,
+        source_annotations=parse_bool(
+            _value(inputs, "source-annotations"), name="source-annotations"
+        ),
+        server_url=environment.value("GITHUB_SERVER_URL"),
+        repository=environment.value("GITHUB_REPOSITORY"),
     )
 
 

@@ -36,6 +36,9 @@ _TABLE_HEAD = (
 _NO_LOG = "No log was found in the job's artifacts."
 _NO_ROOM = "The log was left out: no room left in the summary."
 _SAFE_CODE = re.compile(r"[A-Za-z0-9._/-]{1,200}")
+# A link into the repository as annotations.blob_url builds it: nothing that could end
+# the markdown link or start another.
+_SAFE_URL = re.compile(r"https?://[A-Za-z0-9.:-]+/[A-Za-z0-9._~%/#-]+")
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 _ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", "`": "&#96;", "|": "&#124;"}
 _BACKSLASHED = set("\\*_[]~#!")
@@ -142,12 +145,16 @@ def _warnings(result: RunResult) -> list[str]:
 
 @dataclass
 class _LogBlock:
-    """A failed job's log, folded; `text` shrinks when the budget is tight."""
+    """A failed job's log, folded, after its first error (in the block's title, seen
+    while folded) and the table of its diagnostics; `text` shrinks when the budget is
+    tight."""
 
     name: str
     text: str
     fence: str
     cut: bool = False
+    first_error: str = ""
+    table: str = ""
 
     @classmethod
     def of(cls, outcome: JobOutcome, max_chars: int) -> _LogBlock:
@@ -157,16 +164,24 @@ class _LogBlock:
         longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
         name = _one_line(outcome.name, MAX_NAME_CHARS)
         fence = "`" * max(3, longest + 1)
-        return cls(name, text, fence, cut=len(outcome.log_tail) > max_chars)
+        return cls(
+            name,
+            text,
+            fence,
+            cut=len(outcome.log_tail) > max_chars,
+            first_error=_one_line(outcome.first_error, MAX_MESSAGE_CHARS),
+            table=_diagnostics_table(outcome),
+        )
 
     def render(self, text: str | None = None) -> str:
         body = self.text if text is None else text
-        summary = html.escape(f"{self.name}: the last lines of its log")
+        what = self.first_error or "the last lines of its log"
+        summary = html.escape(f"{self.name}: {what}")
         if body:
             inner = f"{self.fence}text\n{body}\n{self.fence}"
         else:
             inner = _NO_LOG if text is None or not self.text else _NO_ROOM
-        return f"<details><summary>{summary}</summary>\n\n{inner}\n\n</details>\n\n"
+        return f"<details><summary>{summary}</summary>\n\n{self.table}{inner}\n\n</details>\n\n"
 
     def render_within(self, size: int) -> tuple[str, bool]:
         """The block in at most *size* bytes (the log's end kept); True if trimmed."""
@@ -175,6 +190,27 @@ class _LogBlock:
             return full, self.cut
         frame = _size_of(self.render("")) + _size_of(self.fence) * 2 + len("text\n\n")
         return self.render(tail_text(self.text, 1_000_000, max(0, size - frame))), True
+
+
+def _diagnostics_table(outcome: JobOutcome) -> str:
+    """The job's diagnostics, each where it is (linked to the file at the tested commit
+    when it was found in the workspace) and what it says; "" without any."""
+    if not outcome.diagnostic_rows:
+        return ""
+    lines = ["| | Where | Diagnostic |", "| --- | --- | --- |"]
+    for row in outcome.diagnostic_rows:
+        where = md_text(row.get("location") or "", MAX_NAME_CHARS)
+        url = row.get("url")
+        if url and _SAFE_URL.fullmatch(url):
+            where = f"[{where}]({url})"
+        severity = md_text(row.get("severity") or "", 20)
+        message = md_text(row.get("message") or "", MAX_WARNING_CHARS)
+        lines.append(f"| {severity} | {where} | {message} |")
+    table = "\n".join(lines) + "\n\n"
+    if outcome.diagnostics_left_out:
+        more = plural(outcome.diagnostics_left_out, "more diagnostic")
+        table += f"_{more} in the log._\n\n"
+    return table
 
 
 def _share_out(sizes: list[int], total: int) -> list[int]:
@@ -226,6 +262,8 @@ def render_summary(result: RunResult, *, budget: int = DEFAULT_BUDGET) -> str:
     if len(kept_warnings) < len(warning_items):
         notes.append(f"{plural(len(warning_items) - len(kept_warnings), 'warning')} left out")
     warnings_text = "### Warnings\n\n" + "".join(kept_warnings) + "\n" if kept_warnings else ""
+    if result.annotations_note:
+        warnings_text += f"_{md_text(result.annotations_note, MAX_WARNING_CHARS)}_\n\n"
     room -= _size_of(warnings_text)
 
     rows = [_row(outcome) for outcome in result.jobs]

@@ -187,6 +187,7 @@ def build_result(
             outcome.artifact_bytes = found.size
             outcome.log_tail = found.log_tail
             outcome.warnings.extend(found.warnings)
+            outcome.diagnostics = found.diagnostics
         outcomes.append(outcome)
     return RunResult(
         status=status,
