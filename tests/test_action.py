@@ -23,7 +23,6 @@ from conftest import (
     distinctive_token,
     make_scenario,
     parse_file_commands,
-    without_masks,
 )
 from ectf_action.action import add_run_arguments, run_command
 from ectf_action.client import EctfClient
@@ -121,8 +120,10 @@ def test_a_token_from_the_config_file_is_masked_before_use(
         str(tmp_path / "artifacts"), "--junit-path", str(tmp_path / "junit.xml"),
     )  # fmt: skip
     assert code == 0, stdout
-    assert stdout.splitlines()[0] == f"::add-mask::{simulator.token}"
-    assert simulator.token not in without_masks(stdout)
+    # Outside Actions the step is shown as GitHub shows it: the mask hides the token
+    # everywhere, the mask command included.
+    assert simulator.token not in stdout
+    assert "::add-mask::" not in stdout
     # Outside Actions there is no output file: the outputs are printed.
     outputs_line = next(line for line in stdout.splitlines() if line.startswith("outputs: "))
     assert "status=succeeded" in outputs_line
@@ -347,3 +348,28 @@ def test_post_step_never_fails_the_job(action_env: ActionEnv) -> None:
     assert "::warning title=eCTF flow not cancelled::" in stdout.getvalue()
     code, text = post(post_env(action_env, "not-a-uuid"))
     assert code == 0 and "STATE_flow_id" in text
+
+
+def test_outside_actions_the_step_is_shown_as_github_shows_it(
+    tmp_path: Path, simulator: Simulator, secret_scanner: SecretScanner
+) -> None:
+    """A person running the action at a terminal reads what GitHub would show: the live
+    log, the annotations as GitHub lists them, the summary drawn for a terminal; no raw
+    workflow command, and the token nowhere."""
+    env = {
+        "HOME": str(tmp_path),
+        "ECTF_TOKEN": simulator.token,
+        "ECTF_API_URL": simulator.url,
+        "ECTF_GIT_URL": "ssh://git@github.com/sim-team/design.git",
+        "NO_COLOR": "1",
+    }
+    code, stdout, _ = run_in_process(
+        env, "--commit", FAIL_SHA, "--poll-interval", "0.05", "--artifacts-path",
+        str(tmp_path / "artifacts"), "--junit-path", str(tmp_path / "junit.xml"),
+    )  # fmt: skip
+    assert code == 1, stdout
+    assert not [line for line in stdout.splitlines() if line.startswith("::")], stdout
+    assert "\nAnnotations: " in stdout and "\n  Error: eCTF flow failed: " in stdout
+    assert "\nJobs\n----\n" in stdout  # the summary's table, for a terminal
+    assert "\x1b[" not in stdout  # NO_COLOR
+    assert simulator.token not in stdout

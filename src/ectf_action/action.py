@@ -72,11 +72,60 @@ def run_command(
     clock: Clock | None = None,
     install_signal_handlers: bool = True,
 ) -> int:
-    """Run the action once; return its exit code."""
+    """Run the action once; return its exit code. Outside GitHub Actions a person reads
+    the step: it is shown as GitHub would show it (the workflow commands the step wrote,
+    parsed), then its job summary."""
+    environment = Environment.of(env)
+    view = None if environment.in_actions else TerminalView(stdout, environment)
+    try:
+        return _run_command(
+            args,
+            environment,
+            view.stream if view is not None else stdout,
+            view,
+            client_factory,
+            clock,
+            install_signal_handlers,
+        )
+    finally:
+        if view is not None:
+            view.finish()
+
+
+class TerminalView:
+    """The stream the step writes to outside Actions, and its summary shown after it."""
+
+    def __init__(self, stdout: TextIO, environment: Environment) -> None:
+        from .render import GitHubView, terminal_width, use_color
+
+        self._stdout = stdout
+        self._color = use_color(stdout, environment)
+        self._width = terminal_width(stdout, environment)
+        self.stream = GitHubView(stdout, color=self._color)
+        self.summary: str | None = None
+
+    def finish(self) -> None:
+        from .render import render_markdown
+
+        self.stream.finish()
+        if self.summary:
+            text = render_markdown(self.summary, width=self._width, color=self._color)
+            self._stdout.write("\n" + text)
+            self._stdout.flush()
+
+
+def _run_command(
+    args: argparse.Namespace,
+    environment: Environment,
+    stdout: TextIO,
+    view: TerminalView | None,
+    client_factory: ClientFactory | None,
+    clock: Clock | None,
+    install_signal_handlers: bool,
+) -> int:
     from .reports import write_reports
     from .workflow import WorkflowCommands
 
-    environment = Environment.of(env)
     flags = {spec.name: getattr(args, _dest(spec.name), None) for spec in INPUTS}
     commands = WorkflowCommands(
         stdout,
@@ -116,7 +165,11 @@ def run_command(
             outcome = _ended(settings, RunStatus.ERROR, unexpected_problem(exc), False)
         exit_code = interrupts.exit_code if outcome.interrupted else outcome.exit_code
         try:
-            write_reports(commands, settings, outcome, exit_code, signal_name=interrupts.name)
+            summary = write_reports(
+                commands, settings, outcome, exit_code, signal_name=interrupts.name
+            )
+            if view is not None:
+                view.summary = summary
         except RunAborted:
             return interrupts.exit_code
         except Exception as exc:

@@ -53,11 +53,12 @@ def write_reports(
     exit_code: int,
     *,
     signal_name: str | None,
-) -> None:
+) -> str | None:
     """The outputs first (later steps depend on them), then JUnit, the job logs, the
     annotations (the verdict first, within GitHub's limits), the summary, and the
     result's last word. Every writer turns its own trouble into a warning, so one
-    report that cannot be written costs no other."""
+    report that cannot be written costs no other. Returns the summary's markdown
+    (None when it is turned off), for a terminal to show it."""
     result, findings = with_findings(outcome.result.redacted(commands.redactor.redact), settings)
     junit = settings.relative(settings.junit_path) if settings.junit_path else ""
     jobs, trimmed = jobs_output(result)
@@ -88,16 +89,19 @@ def write_reports(
         commands.info(f"{annotation.kind} (not annotated): {annotation.title}: {where}")
         commands.echo_untrusted(annotation.message)
     result.annotations_note = plan.note
+    summary = None
     if settings.job_summary:
         from .summary import render_summary
 
-        commands.append_summary(render_summary(result))
+        summary = render_summary(result)
+        commands.append_summary(summary)
     if not settings.in_actions:
         shown = {"flow-id": result.flow_id or "", **outputs}
         shown.pop("jobs")
         commands.info("outputs: " + ", ".join(f"{k}={v}" for k, v in shown.items()))
     if exit_code == EXIT_OK and not outcome.notice:
         commands.info(result.message)
+    return summary
 
 
 def with_findings(result: RunResult, settings: Settings) -> tuple[RunResult, list[JobFindings]]:
