@@ -110,3 +110,12 @@ def test_file_is_not_read_when_flags_and_env_cover_everything(tmp_path: Path) ->
     (tmp_path / ".ectf-config").write_text("token: [unclosed\n", encoding="utf-8")
     flags = {"token": "t", "api-url": "https://x.test", "git-url": "ssh://git@h/o/r.git"}
     assert resolve(flags, {}, tmp_path).token == "t"
+
+
+def test_file_values_are_read_as_the_text_written(tmp_path: Path) -> None:
+    """A hand-written token of digits, or one that reads like a YAML boolean, is that
+    text: not the number 83 (octal 0123) or True."""
+    (tmp_path / ".ectf-config").write_text("token: 0123\ngit_url: ssh://git@h/o/r.git\n")
+    assert resolve({}, {}, tmp_path).token == "0123"
+    (tmp_path / ".ectf-config").write_text("token: yes\n")
+    assert resolve({}, {}, tmp_path).token == "yes"

@@ -48,7 +48,9 @@ def read_config_file(home: Path) -> dict[str, str]:
     except OSError as exc:
         raise InvalidInput(f"~/{CONFIG_FILE_NAME}", f"cannot read it: {exc.strerror}") from None
     try:
-        data = yaml.safe_load(text)
+        # Every value as the text it is: a token such as `0123` or `yes` written without
+        # quotes stays that token (YAML would read an octal number or a boolean).
+        data = yaml.load(text, Loader=yaml.BaseLoader)  # noqa: S506 (BaseLoader builds no objects)
     except yaml.YAMLError:
         raise InvalidInput(
             f"~/{CONFIG_FILE_NAME}",

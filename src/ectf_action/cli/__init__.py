@@ -39,10 +39,13 @@ examples:
   {PROG} flows queue test --commit 1a2b3c4d --watch
   {PROG} flows show test {FLOW_ID}
   {PROG} flows cancel test {FLOW_ID}
+  {PROG} flows download test {FLOW_ID} -o artifacts/
   {PROG} jobs download test {JOB_ID} -o build.zip
-  {PROG} jobs input submit {JOB_ID} --approve
-  {PROG} packages get mitre -o mitre.zip
+  {PROG} jobs input submit --job team_approval --flow-id {FLOW_ID} --approve
+  {PROG} packages sync packages/ --keys keys.yaml   new packages, decrypted
+  {PROG} packages decrypt mitre.enc --key KEY
   {PROG} flags photo team.png
+  {PROG} config                                  write ~/.ectf-config, as `ectf config`
   {PROG} run --flow test --commit 1a2b3c4d      the action, outside GitHub Actions
   {PROG} simulate --port 8000                   a local testing server
   {PROG} demo                                   the whole action, offline
