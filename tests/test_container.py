@@ -13,13 +13,17 @@ in tests, so the digest-pinned default base is replaced by a local tag
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import secrets
 import shutil
 import signal
+import socket
+import ssl
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -651,3 +655,90 @@ def test_a_second_signal_ends_the_step_at_once(
     assert read_file_commands(dirs.output)["status"] == "canceled"
     cancels = [r for r in slow_simulator.requests if r.method == "POST" and "/cancel" in r.path]
     assert [r.status for r in cancels] == [204]
+
+
+def private_ca(folder: Path) -> tuple[Path, Path, Path]:
+    """A CA (ca.pem) and a certificate it signed for 127.0.0.1 (server.pem, server.key),
+    made with the openssl binary, as a company's TLS-inspecting proxy would hold."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed (it makes the private CA)")
+    ca, ca_key = folder / "ca.pem", folder / "ca.key"
+    cert, key, request = folder / "server.pem", folder / "server.key", folder / "server.csr"
+    extensions = folder / "server.ext"
+    extensions.write_text("subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
+    for command in (
+        ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=Test CA",
+         "-keyout", ca_key, "-out", ca],
+        ["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", key,
+         "-out", request],
+        ["x509", "-req", "-in", request, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial",
+         "-days", "1", "-extfile", extensions, "-out", cert],
+    ):  # fmt: skip
+        subprocess.run(["openssl", *map(str, command)], capture_output=True, check=True)
+    return ca, cert, key
+
+
+@pytest.fixture
+def tls_url(fast_simulator: Any, tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """An https:// URL in front of the simulator, with a certificate of a private CA; and
+    that CA's bundle."""
+    ca, cert, key = private_ca(tmp_path)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    upstream = int(str(fast_simulator.url).rsplit(":", 1)[1])
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def pump(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        for end in (source, sink):
+            with contextlib.suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR)
+
+    def serve(raw: socket.socket) -> None:
+        try:
+            client = context.wrap_socket(raw, server_side=True)
+        except (OSError, ssl.SSLError):  # a client that does not trust the CA hangs up
+            raw.close()
+            return
+        server = socket.create_connection(("127.0.0.1", upstream))
+        threading.Thread(target=pump, args=(server, client), daemon=True).start()
+        pump(client, server)
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                threading.Thread(target=serve, args=(listener.accept()[0],), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield f"https://127.0.0.1:{listener.getsockname()[1]}", ca
+    finally:
+        listener.close()
+
+
+def test_a_private_ca_is_trusted_from_a_path_under_the_workspace(
+    image: str, fast_simulator: Any, simulator_token: str, tmp_path: Path, tls_url: tuple[str, Path]
+) -> None:
+    """A self-hosted runner behind a proxy that re-signs HTTPS: the CA bundle is given
+    in `env:` as the container sees it, under /github/workspace."""
+    url, ca = tls_url
+    for variable in (None, "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"):
+        dirs, env = prepare_step(tmp_path / str(variable), fast_simulator, simulator_token)
+        env[input_variable("api-url")] = url
+        (dirs.workspace / "ci").mkdir()
+        shutil.copy(ca, dirs.workspace / "ci" / "company-ca.pem")
+        if variable is None:  # the failure is retried until the deadline: keep it short
+            env[input_variable("timeout-minutes")] = "0.02"
+        else:
+            env[variable] = "/github/workspace/ci/company-ca.pem"
+
+        result = docker_run(image, dirs, env)
+
+        if variable is None:
+            assert result.returncode == 3, result.stdout[-4000:]
+            assert "CERTIFICATE_VERIFY_FAILED" in result.stdout
+        else:
+            assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+            assert read_file_commands(dirs.output)["status"] == "succeeded"
