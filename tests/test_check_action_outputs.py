@@ -54,6 +54,7 @@ def failed_flow_outputs() -> dict[str, str]:
     return {
         "flow-id": FLOW_ID,
         "status": "failed",
+        "message": f"eCTF test flow {FLOW_ID}: failed; failed jobs: build",
         "failed-jobs": "build",
         "jobs": json.dumps(
             [
@@ -80,6 +81,10 @@ def test_outputs_that_agree_with_the_workspace_pass(workspace: Path) -> None:
         ({"status": "succeeded"}, "status is 'succeeded', expected 'failed'"),
         ({"failed-jobs": ""}, "failed-jobs is ''"),
         ({"flow-id": ""}, "flow-id is not a UUID"),
+        ({"message": ""}, f"message is not one line saying flow {FLOW_ID}: failed"),
+        ({"message": f"eCTF test flow {FLOW_ID}: succeeded"}, "message is not one line"),
+        ({"message": f"eCTF test flow {FLOW_ID}: failed\nmore"}, "message is not one line"),
+        ({"message": f"eCTF test flow {FLOW_ID}: failed {'x' * 500}"}, "characters, over 500"),
         ({"jobs": "[]"}, "not a non-empty JSON array"),
         ({"junit-path": "/github/workspace/ectf-junit.xml"}, "junit-path is not a path inside"),
         ({"artifacts-path": "../ectf-artifacts"}, "artifacts-path is not a path inside"),

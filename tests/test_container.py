@@ -13,16 +13,20 @@ in tests, so the digest-pinned default base is replaced by a local tag
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import secrets
 import shutil
 import signal
+import socket
+import ssl
 import subprocess
+import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -135,6 +139,7 @@ class RunnerDirs:
 
     @classmethod
     def create(cls, root: Path) -> RunnerDirs:
+        root.mkdir(parents=True, exist_ok=True)
         folders = {
             name: root / name
             for name in ("workspace", "file_commands", "workflow", "home", "runner_temp")
@@ -319,6 +324,66 @@ def assert_no_token_leak(
     assert files_holding(tmp_path, token.encode()) == []
 
 
+# GitHub's hosted runners run jobs as this user, who owns the workspace; the container
+# runs as root.
+RUNNER_UID = 1001
+
+
+def owned_by_the_runners_user(folder: Path) -> tuple[int, int]:
+    """The uid and gid the step's files in *folder* must end up with. The workspace
+    belongs to the runner's user and the container runs as root: as root here, *folder*
+    is handed to another uid, as on a hosted runner; otherwise it is ours already."""
+    if os.geteuid() == 0:
+        for path in (folder, *folder.rglob("*")):
+            os.lchown(path, RUNNER_UID, RUNNER_UID)
+        return RUNNER_UID, RUNNER_UID
+    info = folder.stat()
+    return info.st_uid, info.st_gid
+
+
+def not_owned_by(owner: tuple[int, int], paths: list[Path]) -> list[str]:
+    """Each of *paths* whose uid or gid is not *owner*'s, with the ones it has."""
+    wrong = []
+    for path in paths:
+        info = path.lstat()
+        if (info.st_uid, info.st_gid) != owner:
+            wrong.append(f"{path} ({info.st_uid}:{info.st_gid})")
+    return wrong
+
+
+def started(command: list[str], env: Mapping[str, str], stdout: Path) -> subprocess.Popen[str]:
+    """`docker run` in the background, its stdout written to *stdout* as it comes."""
+    with stdout.open("w", encoding="utf-8") as sink:
+        return subprocess.Popen(
+            command, env={**os.environ, **env}, stdout=sink, stderr=subprocess.STDOUT, text=True
+        )
+
+
+def wait_until(holds: Callable[[], bool], process: subprocess.Popen[str], what: str) -> None:
+    deadline = time.monotonic() + RUN_TIMEOUT
+    while not holds():
+        assert process.poll() is None, f"the step ended before {what}"
+        assert time.monotonic() < deadline, f"the step never {what}"
+        time.sleep(0.05)
+
+
+def interrupt(process: subprocess.Popen[str], *signals: int, gap: float = 0.3) -> float:
+    """Send *signals* *gap* seconds apart and wait for the step to end: the seconds from
+    the first signal to the end. The process is killed if it outlives the test."""
+    try:
+        signalled = time.monotonic()
+        for index, signum in enumerate(signals):
+            if index:
+                time.sleep(gap)
+            process.send_signal(signum)
+        process.wait(timeout=RUN_TIMEOUT)
+        return time.monotonic() - signalled
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
 def test_entrypoint_resolves_to_the_cli(image: str) -> None:
     result = subprocess.run(
         ["docker", "run", "--rm", image, "--help"],
@@ -436,11 +501,9 @@ def test_interrupted_step_cancels_its_flow(
         stderr=subprocess.PIPE,
         text=True,
     ) as process:
-        deadline = time.monotonic() + RUN_TIMEOUT
-        while "flow_id" not in read_file_commands(dirs.state):
-            assert process.poll() is None, "the step ended before it saved the flow id"
-            assert time.monotonic() < deadline, "the step never saved the flow id"
-            time.sleep(0.1)
+        wait_until(
+            lambda: "flow_id" in read_file_commands(dirs.state), process, "saved the flow id"
+        )
         process.send_signal(signal.SIGINT)
         stdout, stderr = process.communicate(timeout=RUN_TIMEOUT)
 
@@ -477,3 +540,205 @@ def test_post_step_cancels_the_flow_left_running(
     ]
     assert [r.status for r in cancels] == [204]
     assert_no_token_leak(result, tmp_path, simulator_token)
+
+
+def test_files_made_in_the_workspace_belong_to_its_owner(
+    image: str, fast_simulator: Any, simulator_token: str, tmp_path: Path
+) -> None:
+    """On a self-hosted runner the next job's checkout, running as the runner's user,
+    must be able to remove what this step made as root: every folder and file of it."""
+    dirs, env = prepare_step(tmp_path, fast_simulator, simulator_token)
+    env[input_variable("junit-path")] = "reports/ectf/junit.xml"  # folders made on the way
+    owner = owned_by_the_runners_user(dirs.workspace)
+
+    result = docker_run(image, dirs, env)
+
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    assert "eCTF files not handed over" not in result.stdout
+    made = [path for path in dirs.workspace.rglob("*")]
+    assert dirs.workspace / "reports/ectf/junit.xml" in made
+    assert len([path for path in made if path.is_file()]) > 4  # the artifacts too
+    assert not_owned_by(owner, made) == []
+
+
+def test_queued_without_waiting_then_collected_by_its_id(
+    image: str, fast_simulator: Any, simulator_token: str, tmp_path: Path
+) -> None:
+    """queue-then-collect.yml in the image: `wait: false` leaves the flow queued, and a
+    later job's step with `flow-id` follows it to the end without queueing another."""
+    queue_dirs, queue_env = prepare_step(tmp_path / "queue", fast_simulator, simulator_token)
+    queue_env[input_variable("wait")] = "false"
+
+    queued = docker_run(image, queue_dirs, queue_env)
+
+    assert queued.returncode == 0, queued.stdout[-4000:] + queued.stderr[-4000:]
+    outputs = read_file_commands(queue_dirs.output)
+    flow_id = outputs["flow-id"]
+    assert outputs["status"] == "queued"
+    assert outputs["message"] == (
+        f"eCTF test flow {flow_id}: queued; left running on the server, not followed (wait: false)"
+    )
+    assert read_file_commands(queue_dirs.state)["left_running"] == "queued"
+    assert not (queue_dirs.workspace / "ectf-artifacts").exists()
+
+    collect_dirs, collect_env = prepare_step(tmp_path / "collect", fast_simulator, simulator_token)
+    collect_env[input_variable("flow-id")] = flow_id
+    del collect_env["GITHUB_SHA"]  # a collecting job needs no commit
+
+    collected = docker_run(image, collect_dirs, collect_env)
+
+    assert collected.returncode == 0, collected.stdout[-4000:] + collected.stderr[-4000:]
+    outputs = read_file_commands(collect_dirs.output)
+    assert (outputs["flow-id"], outputs["status"]) == (flow_id, "succeeded")
+    assert outputs["message"] == f"eCTF test flow {flow_id}: succeeded (4 jobs)"
+    assert "left_running" not in read_file_commands(collect_dirs.state)
+    assert any((collect_dirs.workspace / "ectf-artifacts").iterdir())
+    posts = [r for r in fast_simulator.requests if r.method == "POST"]
+    assert [r.status for r in posts] == [201]  # one queue request, nothing cancelled
+    assert_no_token_leak(collected, tmp_path / "collect", simulator_token)
+
+
+@pytest.fixture
+def hanging_simulator(image: str, simulator_token: str) -> Iterator[Any]:
+    """A server that takes the list request and never answers it."""
+    from ectf_action.simulator import Scenario, Simulator
+
+    scenario = Scenario.from_dict(
+        {"faults": [{"kind": "hang", "methods": ["GET"], "path": "^/api/flow/test/$"}]}
+    )
+    with Simulator(scenario, host="127.0.0.1", port=0, token=simulator_token) as sim:
+        yield sim
+
+
+def test_a_signal_during_a_request_that_never_returns_ends_the_step(
+    image: str,
+    hanging_simulator: Any,
+    simulator_token: str,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> None:
+    """The entrypoint is PID 1 in the container, and the first request has no reply
+    coming: SIGINT must still end the step within 5 s."""
+    dirs, env = prepare_step(tmp_path, hanging_simulator, simulator_token)
+    stdout = tmp_path / "stdout"
+    process = started(docker_run_command(image, dirs, env), env, stdout)
+    wait_until(
+        lambda: "eCTF test flow for commit" in stdout.read_text(encoding="utf-8"),
+        process,
+        "started",
+    )
+    time.sleep(1.0)  # the list request is on its way
+
+    seconds = interrupt(process, signal.SIGINT)
+
+    assert process.returncode == 130, stdout.read_text(encoding="utf-8")[-4000:]
+    assert seconds < 5.0
+    report(request.config, f"\nSIGINT during a request never answered: ended in {seconds:.1f} s")
+    assert read_file_commands(dirs.output)["status"] == "canceled"
+    assert [r.method for r in hanging_simulator.requests if r.method == "POST"] == []
+
+
+def test_a_second_signal_ends_the_step_at_once(
+    image: str, slow_simulator: Any, simulator_token: str, tmp_path: Path
+) -> None:
+    """Ctrl-C twice, or the runner's SIGTERM after its SIGINT: the step ends at once,
+    and the cancel the first signal started still reaches the server."""
+    dirs, env = prepare_step(tmp_path, slow_simulator, simulator_token)
+    process = started(docker_run_command(image, dirs, env), env, tmp_path / "stdout")
+    wait_until(lambda: "flow_id" in read_file_commands(dirs.state), process, "saved the flow id")
+
+    seconds = interrupt(process, signal.SIGINT, signal.SIGTERM)
+
+    output = (tmp_path / "stdout").read_text(encoding="utf-8")
+    assert process.returncode == 130, output[-4000:]
+    assert seconds < 3.0, output[-4000:]
+    assert read_file_commands(dirs.output)["status"] == "canceled"
+    cancels = [r for r in slow_simulator.requests if r.method == "POST" and "/cancel" in r.path]
+    assert [r.status for r in cancels] == [204]
+
+
+def private_ca(folder: Path) -> tuple[Path, Path, Path]:
+    """A CA (ca.pem) and a certificate it signed for 127.0.0.1 (server.pem, server.key),
+    made with the openssl binary, as a company's TLS-inspecting proxy would hold."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed (it makes the private CA)")
+    ca, ca_key = folder / "ca.pem", folder / "ca.key"
+    cert, key, request = folder / "server.pem", folder / "server.key", folder / "server.csr"
+    extensions = folder / "server.ext"
+    extensions.write_text("subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
+    for command in (
+        ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=Test CA",
+         "-keyout", ca_key, "-out", ca],
+        ["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", key,
+         "-out", request],
+        ["x509", "-req", "-in", request, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial",
+         "-days", "1", "-extfile", extensions, "-out", cert],
+    ):  # fmt: skip
+        subprocess.run(["openssl", *map(str, command)], capture_output=True, check=True)
+    return ca, cert, key
+
+
+@pytest.fixture
+def tls_url(fast_simulator: Any, tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """An https:// URL in front of the simulator, with a certificate of a private CA; and
+    that CA's bundle."""
+    ca, cert, key = private_ca(tmp_path)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    upstream = int(str(fast_simulator.url).rsplit(":", 1)[1])
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def pump(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        for end in (source, sink):
+            with contextlib.suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR)
+
+    def serve(raw: socket.socket) -> None:
+        try:
+            client = context.wrap_socket(raw, server_side=True)
+        except (OSError, ssl.SSLError):  # a client that does not trust the CA hangs up
+            raw.close()
+            return
+        server = socket.create_connection(("127.0.0.1", upstream))
+        threading.Thread(target=pump, args=(server, client), daemon=True).start()
+        pump(client, server)
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                threading.Thread(target=serve, args=(listener.accept()[0],), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield f"https://127.0.0.1:{listener.getsockname()[1]}", ca
+    finally:
+        listener.close()
+
+
+def test_a_private_ca_is_trusted_from_a_path_under_the_workspace(
+    image: str, fast_simulator: Any, simulator_token: str, tmp_path: Path, tls_url: tuple[str, Path]
+) -> None:
+    """A self-hosted runner behind a proxy that re-signs HTTPS: the CA bundle is given
+    in `env:` as the container sees it, under /github/workspace."""
+    url, ca = tls_url
+    for variable in (None, "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"):
+        dirs, env = prepare_step(tmp_path / str(variable), fast_simulator, simulator_token)
+        env[input_variable("api-url")] = url
+        (dirs.workspace / "ci").mkdir()
+        shutil.copy(ca, dirs.workspace / "ci" / "company-ca.pem")
+        if variable is None:  # the failure is retried until the deadline: keep it short
+            env[input_variable("timeout-minutes")] = "0.02"
+        else:
+            env[variable] = "/github/workspace/ci/company-ca.pem"
+
+        result = docker_run(image, dirs, env)
+
+        if variable is None:
+            assert result.returncode == 3, result.stdout[-4000:]
+            assert "CERTIFICATE_VERIFY_FAILED" in result.stdout
+        else:
+            assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+            assert read_file_commands(dirs.output)["status"] == "succeeded"

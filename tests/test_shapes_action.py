@@ -311,13 +311,16 @@ def test_a_flow_owned_when_the_main_step_was_killed_is_cancelled(
     assert flow is not None and flow.statuses["build"] == "canceled"
 
 
+@pytest.mark.parametrize("given_state", [True, False], ids=["state", "no-state"])
 def test_a_queued_flow_killed_before_any_decision_is_cancelled(
-    action_env: ActionEnv, simulator: Simulator
+    action_env: ActionEnv, simulator: Simulator, given_state: bool
 ) -> None:
+    """Without its state (see post_without_state below) the post step finds the flow by
+    its commit, and cancels it just the same."""
     action_env.set_inputs(commit=HANG_SHA)
     killed_while_following(action_env)
     assert "left_running" not in action_env.state()
-    code, stdout = post_after(action_env)
+    code, stdout = (post_after if given_state else post_without_state)(action_env)
     assert code == 0 and "Cancelled the test flow" in stdout
     (flow,) = flows_of(simulator)
     assert flow.statuses["build"] == "canceled"
@@ -339,3 +342,56 @@ def test_a_flow_id_run_that_saved_nothing_cancels_nothing(
         "flow-id input: it is left alone."
     )
     assert not any(record.path.endswith("/cancel/") for record in simulator.requests)
+
+
+# -- a post step that is given no state -------------------------------------------------------
+# nektos/act (0.2.89) starts a container action's post step with its inputs but without the
+# STATE_<name> variables the main step saved (it passes them to JavaScript actions only), and
+# it stops a cancelled main step's container without a signal. The post step then judges by
+# the inputs and the flow it finds, and must still leave alone what was left on purpose.
+
+
+def post_without_state(environment: ActionEnv) -> tuple[int, str]:
+    stdout = io.StringIO()
+    code = post_command(dict(environment.env), stdout)
+    return code, stdout.getvalue()
+
+
+def test_without_state_a_flow_queued_with_wait_false_is_left_alone(
+    action_env: ActionEnv, simulator: Simulator
+) -> None:
+    action_env.set_inputs(wait="false", commit=HANG_SHA)
+    assert action_env.run().returncode == 0
+    flow_id = action_env.outputs()["flow-id"]
+    before = len(simulator.requests)
+
+    code, stdout = post_without_state(action_env)
+
+    assert code == 0
+    assert only_line(stdout) == (
+        "The main step saved no flow id, and it ran with wait: false: a test flow it queued "
+        "is meant to keep running, so the post step leaves it alone."
+    )
+    assert len(simulator.requests) == before  # not even looked for
+    flow = simulator.engine.flow(flow_id)
+    assert flow is not None and not flow.completed
+
+
+def test_without_state_a_flow_waiting_for_a_person_is_left_alone(
+    action_env: ActionEnv, simulator: Simulator
+) -> None:
+    action_env.set_inputs(flow="submit")  # on-pending: exit, the default
+    assert action_env.run().returncode == 0
+    flow_id = action_env.outputs()["flow-id"]
+
+    code, stdout = post_without_state(action_env)
+
+    assert code == 0
+    assert only_line(stdout) == (
+        f"The main step saved no flow id; the submit flow {flow_id} of this commit waits at "
+        "the pending job team_approval for a person to answer, where the main step leaves a "
+        "flow running: the post step leaves it alone."
+    )
+    assert not any(record.path.endswith("/cancel/") for record in simulator.requests)
+    flow = simulator.engine.flow(flow_id)
+    assert flow is not None and flow.statuses["team_approval"] == "pending"

@@ -24,6 +24,8 @@ from .text import cancel_hint, clean
 
 if TYPE_CHECKING:
     from .client import EctfClient
+    from .models import Flow, Job
+    from .settings import Settings
     from .workflow import WorkflowCommands
 
 NOTHING_QUEUED = "The main step queued no eCTF flow; nothing to cancel."
@@ -126,6 +128,12 @@ def _cancel_unsaved_flow(
             f"{settings.flow_id} of the flow-id input: it is left alone."
         )
         return EXIT_OK
+    if not settings.wait:
+        commands.info(
+            f"The main step saved no flow id, and it ran with wait: false: a {settings.flow} "
+            "flow it queued is meant to keep running, so the post step leaves it alone."
+        )
+        return EXIT_OK
     factory = _trusting(factory, settings.ca_bundle)
     remote = settings.flow == "remote"
     try:
@@ -143,6 +151,15 @@ def _cancel_unsaved_flow(
     if active is None or not active.matches(settings.queue_body()):
         commands.info(NOTHING_QUEUED)
         return EXIT_OK
+    waiting = _waiting_for_a_person(settings, active)
+    if waiting is not None:
+        commands.info(
+            f"The main step saved no flow id; the {settings.flow} flow {active.id} of this "
+            f"{'target' if remote else 'commit'} waits at the pending job "
+            f"{clean(waiting.name, 80)} for a person to answer, where the main step leaves a "
+            "flow running: the post step leaves it alone."
+        )
+        return EXIT_OK
     commands.info(
         f"The main step saved no flow id, but the {settings.flow} flow {active.id} of this "
         f"{'target' if remote else 'commit'} is active: it was queued as the step stopped."
@@ -150,6 +167,25 @@ def _cancel_unsaved_flow(
     return _cancel_flow(
         commands, factory, settings.api_url, settings.token, settings.flow, active.id
     )
+
+
+def _waiting_for_a_person(settings: Settings, flow: Flow) -> Job | None:
+    """The pending job at which the main step would have left *flow* running on purpose:
+    one only the organizers answer, or, with on-pending: exit, one pending-inputs does
+    not answer. A post step given no state (nektos/act gives a container action's post
+    step none) tells a flow left for a person by this alone."""
+    from .models import JobStatus
+
+    if settings.on_pending == "wait":
+        return None
+    for job in flow.jobs:
+        if job.status is not JobStatus.PENDING:
+            continue
+        if job.private or (
+            settings.on_pending == "exit" and job.name not in settings.pending_inputs
+        ):
+            return job
+    return None
 
 
 def _cancel_flow(
