@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import stat
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -405,3 +406,20 @@ def test_log_tail_of_many_text_files_shows_the_last_ones_labelled(tmp_path: Path
     assert tail.splitlines()[-1] == "result of case 299"
     assert "==> case299.txt <==" in tail or len(tail.splitlines()) == 5
     assert "case 000" not in tail and "binary" not in tail
+
+
+def test_a_secret_in_an_entry_name_is_never_a_file_name(tmp_path: Path) -> None:
+    """The server may name a file after the token: the name is redacted, the bytes kept."""
+    token = "tok-in-a-name-secret"
+    archive = tmp_path / "named.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr(f"logs/{token}.log", f"the token: {token}\n")
+        zf.writestr(f"{token}/build.log", "built\n")
+    dest = tmp_path / "out"
+    report = extract_zip(
+        archive, dest, ExtractLimits(max_bytes=MIB), redact=lambda t: t.replace(token, "***")
+    )
+    assert report.files == 2 and not report.problems
+    names = sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*"))
+    assert names == ["***", "***/build.log", "logs", "logs/***.log"]
+    assert (dest / "logs" / "***.log").read_text() == f"the token: {token}\n"  # bytes as sent

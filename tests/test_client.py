@@ -688,3 +688,53 @@ def test_job_input_400_on_first_try_is_an_error(client: EctfClient) -> None:
     responses.patch(f"{API}/api/flow/submit/{JOB_ID}/", status=400, json={"detail": "nope"})
     with pytest.raises(errors.BadRequest):
         client.send_job_input("submit", JOB_ID, {"approve": True})
+
+
+class _Recording(BaseHTTPRequestHandler):
+    """Records each request's Authorization header; redirects /api/flow/test/ once, to
+    the path in `redirect_to` (on this server or another)."""
+
+    seen: ClassVar[list[tuple[str, str | None]]] = []
+    redirect_to: ClassVar[str] = ""
+
+    def do_GET(self) -> None:
+        type(self).seen.append((self.path, self.headers.get("Authorization")))
+        if self.path.startswith("/api/flow/test/") and type(self).redirect_to:
+            target, type(self).redirect_to = type(self).redirect_to, ""
+            self.send_response(307)
+            self.send_header("Location", target)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        body = b"[]"
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize("where", ["the same server", "another server"])
+def test_a_redirect_never_sends_netrc_credentials(  # type: ignore[no-untyped-def]
+    serve, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    """requests would read ~/.netrc for the redirect's host and send its password as
+    Basic auth in place of the token: the token is what a redirect on the server
+    carries, and nothing at all goes to another host."""
+    _Recording.seen = []
+    url = serve(_Recording)
+    other = serve(_Recording)
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login netrc-user password netrc-password\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))  # where requests looks for it
+    _Recording.redirect_to = (url if where == "the same server" else other) + "/moved/"
+    with EctfClient(url, TOKEN, retries=0) as c:
+        c.list_flows("test")
+    (first, first_auth), (moved, moved_auth) = _Recording.seen
+    assert first.startswith("/api/flow/test/") and moved == "/moved/"
+    assert first_auth == f"Bearer {TOKEN}"
+    assert moved_auth == (f"Bearer {TOKEN}" if where == "the same server" else None)

@@ -156,7 +156,14 @@ def _entry_kind(info: zipfile.ZipInfo) -> str:
 class _Extraction:
     """One pass over an open archive into a destination folder."""
 
-    def __init__(self, archive: zipfile.ZipFile, root: Path, limits: ExtractLimits) -> None:
+    def __init__(
+        self,
+        archive: zipfile.ZipFile,
+        root: Path,
+        limits: ExtractLimits,
+        redact: Callable[[str], str] = str,
+    ) -> None:
+        self.redact = redact
         self.archive = archive
         self.root = root
         self.limits = limits
@@ -201,7 +208,8 @@ class _Extraction:
     def _extract(self, info: zipfile.ZipInfo) -> None:
         if "\x00" in info.orig_filename:
             raise _EntryRefused("refused: the name holds a NUL byte")
-        parts = _entry_parts(info.filename)
+        # A secret in a name is never written as a file name (its bytes are kept whole).
+        parts = [self.redact(part) for part in _entry_parts(info.filename)]
         key = "/".join(parts)
         if key in self.seen_names:
             raise _EntryRefused("skipped: a duplicate of an earlier entry, which was kept")
@@ -349,7 +357,9 @@ def _why(exc: BaseException) -> str:
     return type(exc).__name__
 
 
-def extract_zip(zip_path: Path, dest: Path, limits: ExtractLimits) -> ExtractReport:
+def extract_zip(
+    zip_path: Path, dest: Path, limits: ExtractLimits, *, redact: Callable[[str], str] = str
+) -> ExtractReport:
     """Extract *zip_path* into *dest* (created if missing) within *limits*.
 
     Never raises for a hostile entry: each is skipped and named in `problems`. Raises
@@ -371,7 +381,7 @@ def extract_zip(zip_path: Path, dest: Path, limits: ExtractLimits) -> ExtractRep
                 problems=[f"The folder {dest} could not be created: {exc.strerror}."],
                 stopped=True,
             )
-        return _Extraction(archive, root, limits).run()
+        return _Extraction(archive, root, limits, redact).run()
 
 
 def job_dir_name(job_name: str) -> str:

@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar, overload
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import requests
 import urllib3
@@ -91,6 +91,31 @@ def make_session(pool_size: int = 8) -> requests.Session:
     session = requests.Session()
     _mount(session, pool_size)
     return session
+
+
+def _same_origin(first: str, second: str) -> bool:
+    one, two = urlsplit(first), urlsplit(second)
+    defaults = {"http": 80, "https": 443}
+    return (one.scheme, one.hostname, one.port or defaults.get(one.scheme)) == (
+        two.scheme,
+        two.hostname,
+        two.port or defaults.get(two.scheme),
+    )
+
+
+def _never_netrc(session: requests.Session) -> None:
+    """On a redirect requests would look the new host up in `~/.netrc` and send what it
+    finds in place of the token. Here the session's own auth (the token) is what a
+    redirect carries, and only while it stays on the server's scheme, host and port."""
+
+    def rebuild_auth(prepared: requests.PreparedRequest, response: requests.Response) -> None:
+        stays = _same_origin(response.request.url or "", prepared.url or "")
+        if "Authorization" in prepared.headers and not stays:
+            del prepared.headers["Authorization"]
+        if session.auth is not None and stays:
+            prepared.prepare_auth(session.auth)
+
+    setattr(session, "rebuild_auth", rebuild_auth)  # noqa: B010 (an instance's own hook)
 
 
 def _mount(session: requests.Session, pool_size: int = 8) -> None:
@@ -171,6 +196,7 @@ class EctfClient:
         else:
             _mount(session)
         session.auth = _BearerAuth(token)
+        _never_netrc(session)
         self._session = session
         self._sleep = sleep
         self._verify = verify

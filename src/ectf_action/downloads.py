@@ -185,7 +185,7 @@ class Downloads:
                 raise Cancelled("extraction skipped: the run was interrupted")
             _clear(dest)
             dest.parent.mkdir(parents=True, exist_ok=True)
-            report = extract_zip(zip_path, dest, self._limits)
+            report = extract_zip(zip_path, dest, self._limits, redact=self._redact)
             found.directory, found.files, found.size = dest, report.files, report.bytes
             found.warnings.extend(report.problems)
             if report.stopped:
