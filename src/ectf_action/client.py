@@ -445,6 +445,7 @@ class EctfClient:
             cancelled=self._cancelled,
             remaining=self._time_for_retries,
             on_retry=self._say_retry,
+            out_of_time=self._out_of_time,
         )
 
     def _send_once(
@@ -565,6 +566,16 @@ class EctfClient:
         if self._cancelled():
             return 0.0
         return None if self._deadline is None else self._deadline - self._now()
+
+    def _out_of_time(self, error: EctfError) -> EctfError:
+        """The last failure when the deadline leaves no time for another try: said as
+        the deadline's doing, so the message names what ended the tries (after a
+        signal, the failure as it was)."""
+        if self._cancelled() or self._deadline is None:
+            return error
+        return DeadlineReached(
+            f"{error} No time was left to try again before the run's deadline (timeout-minutes)."
+        )
 
     def _wait(self, seconds: float) -> None:
         if self._sleep is not None:
@@ -705,18 +716,24 @@ class EctfClient:
                 last_modified=headers.get("Last-Modified", ""),
             )
 
-        attempts = self.policy.read_attempts
+        tries: list[int] = []
+
+        def counted(state: Attempt) -> Download | None:
+            tries.append(state.number)
+            return attempt(state)
+
         try:
             return self.policy.call(
-                attempt,
+                counted,
                 sleep=self._wait,
-                attempts=attempts,
+                attempts=self.policy.read_attempts,
                 cancelled=lambda: stop() == "cancel",
                 remaining=self._time_for_retries,
                 on_retry=self._say_retry,
+                out_of_time=self._out_of_time,
             )
         except _BrokenDownload as broken:
-            raise DownloadError(f"{broken} (tried {_times(attempts)})") from None
+            raise DownloadError(f"{broken} (tried {_times(len(tries))})") from None
 
 
 def _seg(value: str) -> str:
