@@ -146,17 +146,30 @@ class Interrupts:
     A first signal sets the event. A second one means "stop now" (the runner's SIGTERM
     after its SIGINT, a person pressing Ctrl-C twice): it raises RunAborted in the main
     thread, and the run ends at once, after the cancel request already on its way.
+
+    RunAborted is raised once, and never while the reports are written (`finishing`):
+    an exception raised wherever the main thread happens to be can land inside a lock's
+    bookkeeping or between two writes of one record, so a burst of signals must not
+    break the very ending it asks for. Later signals are only remembered.
     """
 
     def __init__(self) -> None:
         self.event = threading.Event()
         self.signum: int | None = None
+        self._may_abort = True
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
-        if self.event.is_set():
+        if not self.event.is_set():
+            self.signum = signum
+            self.event.set()
+        elif self._may_abort:
+            self._may_abort = False
             raise RunAborted(signum)
-        self.signum = signum
-        self.event.set()
+
+    def finishing(self) -> None:
+        """The run has ended and only its reports are left to write, which takes moments:
+        from now on a signal no longer interrupts anything."""
+        self._may_abort = False
 
     @contextlib.contextmanager
     def installed(self, enabled: bool = True) -> Iterator[threading.Event]:
