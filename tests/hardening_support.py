@@ -16,6 +16,7 @@ import io
 import json
 import re
 import socket
+import subprocess
 import threading
 import time
 import uuid
@@ -25,7 +26,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from conftest import PUSH_SHA, ActionEnv, SecretScanner
+import pytest
+
+from conftest import PUSH_SHA, ActionEnv, Completed, LiveRun, SecretScanner
 from ectf_action.action import add_run_arguments, run_command
 from ectf_action.client import EctfClient
 
@@ -105,6 +108,46 @@ def run_action(
     seconds = time.monotonic() - started
     environment.completed(code, stdout.getvalue(), stderr.getvalue())
     return Ran(code, stdout.getvalue(), stderr.getvalue(), seconds)
+
+
+# -- running the real entry point, timed and never left behind ------------------------------
+
+_RUNNING: list[subprocess.Popen[str]] = []
+
+
+def launch_within(environment: ActionEnv, *args: str) -> LiveRun:
+    """`environment.launch`, the process killed by `reap_runs` should the test end first."""
+    live = environment.launch(*args)
+    _RUNNING.append(live.process)
+    return live
+
+
+def finish_within(live: LiveRun, *, limit: float) -> Completed:
+    """The run's end; fails (after killing it) when it is still running after *limit* s,
+    so a run that is not bounded costs the suite seconds, not minutes."""
+    try:
+        live.process.wait(timeout=limit)
+    except subprocess.TimeoutExpired:
+        live.process.kill()
+        tail = live.finish(timeout=10).stdout.splitlines()[-12:]
+        pytest.fail(f"still running after {limit:g} s; its log ends: {tail}")
+    return live.finish(timeout=10)
+
+
+def run_within(environment: ActionEnv, *args: str, limit: float) -> tuple[Completed, float]:
+    """The run and its seconds from start to exit; fails as `finish_within` does."""
+    started = time.monotonic()
+    done = finish_within(launch_within(environment, *args), limit=limit)
+    return done, time.monotonic() - started
+
+
+def reap_runs() -> None:
+    """Kill what a failed test left running (an autouse fixture's teardown)."""
+    while _RUNNING:
+        process = _RUNNING.pop()
+        if process.poll() is None:
+            process.kill()
+            process.wait()
 
 
 def assert_no_leak(scanner: SecretScanner, root: Path, token: str) -> None:
