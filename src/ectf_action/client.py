@@ -21,6 +21,7 @@ import http.client
 import os
 import re
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -115,8 +116,17 @@ class _BearerAuth(requests.auth.AuthBase):
         return "_BearerAuth(***)"
 
 
-class DeadlineReached(TransportError):
+class _Unrepeatable(TransportError):
+    """A transport failure that another try cannot mend: it is raised at once."""
+
+
+class DeadlineReached(_Unrepeatable):
     """A request that would end past the run's deadline and its grace."""
+
+
+class UntrustedCertificate(_Unrepeatable):
+    """The server's certificate did not verify: it will not verify on the next try
+    either, and the fix is the CA bundle, not patience."""
 
 
 class _BodyBrokeOff(Exception):
@@ -419,7 +429,7 @@ class EctfClient:
                 if not idempotent:
                     raise error from None
                 raise TryAgain(error) from None
-            except DeadlineReached:
+            except _Unrepeatable:
                 raise
             except TransportError as exc:
                 if not idempotent:
@@ -479,6 +489,17 @@ class EctfClient:
                 requests.exceptions.ContentDecodingError,
             ) as exc:
                 raise _BodyBrokeOff(_reason(exc)) from None
+            except requests.exceptions.SSLError as exc:
+                if not _is_certificate_failure(exc):
+                    raise TransportError(
+                        f"{method} {url} failed: {_reason(exc)}. The TLS connection broke; "
+                        "retry later."
+                    ) from None
+                raise UntrustedCertificate(
+                    f"{method} {url} failed: {_reason(exc)}. The server's certificate is not "
+                    "trusted: check the API URL, and behind a proxy that signs with a private "
+                    "CA, set SSL_CERT_FILE or REQUESTS_CA_BUNDLE to a PEM bundle of its CAs."
+                ) from None
             except requests.exceptions.Timeout as exc:
                 raise TransportError(
                     f"{method} {url} timed out ({_reason(exc)}). The testing server is slow "
@@ -680,7 +701,7 @@ class EctfClient:
         def attempt(state: Attempt) -> Download | None:
             try:
                 response = self._send_once("GET", path, stream=True, headers=conditions)
-            except DeadlineReached:
+            except _Unrepeatable:
                 raise
             except TransportError as exc:
                 raise TryAgain(exc) from None
@@ -889,6 +910,22 @@ def _snippet(response: requests.Response, redactor: Redactor, limit: int = 200) 
         text = "an HTML page: " + html.unescape(summary)
     text = _SPACE_RE.sub(" ", redactor.redact(text)).strip()
     return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _is_certificate_failure(exc: BaseException) -> bool:
+    """Whether a TLS failure is the certificate's (somewhere in its chain of causes)."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return False
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return True
+        inner = getattr(seen, "reason", None)
+        if not isinstance(inner, BaseException):
+            args = getattr(seen, "args", ())
+            inner = args[0] if args and isinstance(args[0], BaseException) else None
+        seen = inner or seen.__cause__ or seen.__context__
+    return False
 
 
 def _brief(error: EctfError) -> str:
