@@ -16,10 +16,12 @@ import io
 import json
 import re
 import socket
+import ssl
 import subprocess
 import threading
 import time
 import uuid
+import zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -166,6 +168,15 @@ def tree(folder: Path) -> dict[str, bytes]:
         for path in sorted(folder.rglob("*"))
         if path.is_file() and not path.is_symlink()
     }
+
+
+def zip_of(files: Mapping[str, str | bytes]) -> bytes:
+    """A zip holding *files* (name -> content), as a job's output."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
 
 
 def leftovers(*folders: Path) -> list[Path]:
@@ -334,29 +345,46 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, owner: FakeServer) -> None:
+    def __init__(self, owner: FakeServer, tls: ssl.SSLContext | None) -> None:
         self.owner = owner
+        self.tls = tls
         super().__init__(("127.0.0.1", 0), _Handler)
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        """With TLS, the handshake is the handler thread's (on its first read), so a
+        client that refuses the certificate never holds up the others."""
+        connection, address = super().get_request()
+        if self.tls is None:
+            return connection, address
+        wrapped = self.tls.wrap_socket(connection, server_side=True, do_handshake_on_connect=False)
+        return wrapped, address
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Quiet: a refused handshake is what a TLS test expects."""
 
 
 class FakeServer:
-    """An HTTP server on a free loopback port whose every reply comes from *app*."""
+    """An HTTP server on a free loopback port whose every reply comes from *app*; with
+    *tls* (a server context), HTTPS."""
 
-    def __init__(self, app: Callable[[Request], Reply]) -> None:
+    def __init__(
+        self, app: Callable[[Request], Reply], *, tls: ssl.SSLContext | None = None
+    ) -> None:
         self.app = app
         self.records: list[Record] = []
         self.errors: list[str] = []
         self.stopping = threading.Event()
         self.bytes_sent = 0
         self._lock = threading.Lock()
-        self._server = _Server(self)
+        self._server = _Server(self, tls)
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        scheme = "http" if self._server.tls is None else "https"
+        return f"{scheme}://127.0.0.1:{self._server.server_address[1]}"
 
     def note(self, record: Record) -> None:
         with self._lock:
