@@ -14,6 +14,7 @@ import os
 import shutil
 import stat
 import subprocess
+import sys
 import time
 import zipfile
 from collections.abc import Iterator
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ActionEnv, Completed, SecretScanner, distinctive_token
+from conftest import PUSH_SHA, ActionEnv, Completed, SecretScanner, distinctive_token
 from hardening_support import (
     FakeServer,
     Reply,
@@ -274,3 +275,34 @@ def test_nothing_is_handed_over_when_the_workspace_is_ours(tmp_path: Path) -> No
         done = run_checked(environment)
     assert done.returncode == 0, done.stdout + done.stderr
     assert set(owners(environment.workspace).values()) == {(0, 0)}
+
+
+@needs_root
+def test_at_a_shell_an_artifacts_folder_outside_the_working_folder_is_left_alone(
+    tmp_path: Path,
+) -> None:
+    """`sudo ectf-action run` in a folder another user owns, the artifacts written
+    elsewhere: the run ends by its result (it once ended in a traceback, exit 1, after
+    the flow succeeded), the JUnit file in the folder is handed to its owner, the
+    artifacts outside it stay root's."""
+    token = distinctive_token()
+    working = tmp_path / "checkout"
+    working.mkdir()
+    os.chown(working, *WORKSPACE_OWNER)
+    elsewhere = tmp_path / "elsewhere"
+    with FakeServer(finished_flow(token, {"build": artifacts_zip()})) as server:
+        done = subprocess.run(
+            [sys.executable, "-m", "ectf_action", "run", "--token", token,
+             "--api-url", server.url, "--commit", PUSH_SHA, "--poll-interval", "0.05",
+             "--git-url", "ssh://git@github.com/sim-team/design.git",
+             "--artifacts-path", str(elsewhere)],
+            cwd=working, env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+                              "HOME": str(tmp_path)},
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    assert "Traceback" not in done.stderr, done.stderr
+    assert done.returncode == 0, done.stdout + done.stderr
+    junit = working / "ectf-junit.xml"
+    assert (os.lstat(junit).st_uid, os.lstat(junit).st_gid) == WORKSPACE_OWNER
+    assert (elsewhere / "build" / "bin" / "flash-tool").is_file()
+    assert set(owners(elsewhere).values()) == {(0, 0)}
