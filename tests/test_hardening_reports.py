@@ -35,6 +35,7 @@ from hardening_support import FakeServer, ScriptedApi, assert_no_leak, flow_doc,
 pytestmark = pytest.mark.e2e
 
 PAGE = 4096
+QUICK = 0.01  # the test flow's ~10 s of jobs in a tenth of a second
 RUNNER_FILES = {
     "GITHUB_OUTPUT": "outputs",
     "GITHUB_STATE": "state",
@@ -138,7 +139,7 @@ def test_outputs_or_summary_that_cannot_be_written_are_one_warning_and_the_rest_
     that file, the other reports written, and no half record in the file."""
     token = distinctive_token()
     scanner = SecretScanner()
-    with Simulator(make_scenario().with_token(token)) as simulator:
+    with Simulator(make_scenario(QUICK).with_token(token)) as simulator:
         environment = ActionEnv(tmp_path, token, simulator.url, scanner)
         target = unwritable(how, variable, tmp_path, mounts)
         before = contents(target)
@@ -169,7 +170,7 @@ def test_a_state_that_cannot_be_saved_cancels_the_flow_and_says_why(
     says why; the outputs, JUnit and the summary are still written."""
     token = distinctive_token()
     scanner = SecretScanner()
-    with Simulator(make_scenario().with_token(token)) as simulator:
+    with Simulator(make_scenario(QUICK).with_token(token)) as simulator:
         environment = ActionEnv(tmp_path, token, simulator.url, scanner)
         target = unwritable(how, "GITHUB_STATE", tmp_path, mounts)
         before = contents(target)
@@ -255,7 +256,7 @@ def test_a_junit_report_on_a_full_disk_leaves_no_file_behind(
     output, and the exit the result gives."""
     token = distinctive_token()
     scanner = SecretScanner()
-    with Simulator(make_scenario().with_token(token)) as simulator:
+    with Simulator(make_scenario(QUICK).with_token(token)) as simulator:
         environment = ActionEnv(tmp_path, token, simulator.url, scanner)
         reports = mounts.tmpfs(environment.workspace / "reports")
         fill(reports)

@@ -72,7 +72,7 @@ def test_a_token_echoed_in_every_job_name_reaches_no_report(tmp_path: Path) -> N
     document; the build fails, so the names reach annotations, JUnit and the summary."""
     token = special_token()
     scanner = SecretScanner()
-    scenario = Scenario.from_dict({"faults": [{"kind": "echo"}]}, base=make_scenario())
+    scenario = Scenario.from_dict({"faults": [{"kind": "echo"}]}, base=make_scenario(0.01))
     with Simulator(scenario.with_token(token)) as simulator:
         environment = ActionEnv(tmp_path, token, simulator.url, scanner)
         environment.set_inputs(commit=FAIL_SHA)
@@ -210,7 +210,7 @@ def test_the_command_line_shows_an_echoed_token_nowhere(tmp_path: Path) -> None:
     401 quoting the token: the token is in none of their output."""
     token = special_token()
     scanner = SecretScanner()
-    scenario = Scenario.from_dict({"faults": [{"kind": "echo"}]}, base=make_scenario())
+    scenario = Scenario.from_dict({"faults": [{"kind": "echo"}]}, base=make_scenario(0.01))
     runs: list[Completed] = []
     with Simulator(scenario.with_token(token)) as simulator:
         team = simulator.engine.team_for_token(token)
@@ -267,7 +267,7 @@ def test_an_api_url_with_user_info_is_refused_before_any_request_without_its_pas
     token = special_token()
     password = f"pw-{uuid.uuid4().hex}"
     scanner = SecretScanner()
-    with Simulator(make_scenario().with_token(token)) as simulator:
+    with Simulator(make_scenario(0.01).with_token(token)) as simulator:
         url = simulator.url.replace("http://", f"http://ectf-user:{password}@")
         environment = ActionEnv(tmp_path, token, url, scanner)
         done = environment.run()
