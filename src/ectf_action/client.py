@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import html
 import http.client
+import math
 import os
 import re
 import socket
@@ -577,6 +578,7 @@ class EctfClient:
             limit = min(hard, allowed if limit is None else min(limit, allowed))
         if limit is None:
             return connect, read
+        limit = math.ceil(limit * 10) / 10  # said in messages: "read timeout=12.0", not 11.99994
         return min(connect, limit), min(read, limit)
 
     def _cancelled(self) -> bool:
