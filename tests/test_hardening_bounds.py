@@ -287,7 +287,9 @@ def test_a_request_without_a_reply_for_10_s_is_said_in_the_live_log(slow_runs: S
     assert "/api/flow/test/" in waiting[0] and "no reply for 10 s" in waiting[0], waiting
     assert waiting[0].startswith("[ 0m10s]"), waiting
     assert ran.seconds < 12 + GRACE_SECONDS, f"the run took {ran.seconds:.1f} s"
-    assert "timeout-minutes" in only_error(ran.done)
+    error = only_error(ran.done)
+    assert "timeout-minutes" in error, error
+    assert re.search(r"\(read timeout=\d+\.\d\)", error), error  # not 11.99994...
 
 
 def test_a_retried_request_says_what_failed_the_attempt_and_when(slow_runs: SlowRuns) -> None:
