@@ -16,16 +16,21 @@ import io
 import json
 import re
 import socket
+import ssl
+import subprocess
 import threading
 import time
 import uuid
+import zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from conftest import PUSH_SHA, ActionEnv, SecretScanner
+import pytest
+
+from conftest import PUSH_SHA, ActionEnv, Completed, LiveRun, SecretScanner
 from ectf_action.action import add_run_arguments, run_command
 from ectf_action.client import EctfClient
 
@@ -107,6 +112,46 @@ def run_action(
     return Ran(code, stdout.getvalue(), stderr.getvalue(), seconds)
 
 
+# -- running the real entry point, timed and never left behind ------------------------------
+
+_RUNNING: list[subprocess.Popen[str]] = []
+
+
+def launch_within(environment: ActionEnv, *args: str) -> LiveRun:
+    """`environment.launch`, the process killed by `reap_runs` should the test end first."""
+    live = environment.launch(*args)
+    _RUNNING.append(live.process)
+    return live
+
+
+def finish_within(live: LiveRun, *, limit: float) -> Completed:
+    """The run's end; fails (after killing it) when it is still running after *limit* s,
+    so a run that is not bounded costs the suite seconds, not minutes."""
+    try:
+        live.process.wait(timeout=limit)
+    except subprocess.TimeoutExpired:
+        live.process.kill()
+        tail = live.finish(timeout=10).stdout.splitlines()[-12:]
+        pytest.fail(f"still running after {limit:g} s; its log ends: {tail}")
+    return live.finish(timeout=10)
+
+
+def run_within(environment: ActionEnv, *args: str, limit: float) -> tuple[Completed, float]:
+    """The run and its seconds from start to exit; fails as `finish_within` does."""
+    started = time.monotonic()
+    done = finish_within(launch_within(environment, *args), limit=limit)
+    return done, time.monotonic() - started
+
+
+def reap_runs() -> None:
+    """Kill what a failed test left running (an autouse fixture's teardown)."""
+    while _RUNNING:
+        process = _RUNNING.pop()
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
 def assert_no_leak(scanner: SecretScanner, root: Path, token: str) -> None:
     """The token is in no stream handed to *scanner* and in no file under *root*."""
     scanner.add_folder(root)
@@ -123,6 +168,15 @@ def tree(folder: Path) -> dict[str, bytes]:
         for path in sorted(folder.rglob("*"))
         if path.is_file() and not path.is_symlink()
     }
+
+
+def zip_of(files: Mapping[str, str | bytes]) -> bytes:
+    """A zip holding *files* (name -> content), as a job's output."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
 
 
 def leftovers(*folders: Path) -> list[Path]:
@@ -291,29 +345,46 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, owner: FakeServer) -> None:
+    def __init__(self, owner: FakeServer, tls: ssl.SSLContext | None) -> None:
         self.owner = owner
+        self.tls = tls
         super().__init__(("127.0.0.1", 0), _Handler)
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        """With TLS, the handshake is the handler thread's (on its first read), so a
+        client that refuses the certificate never holds up the others."""
+        connection, address = super().get_request()
+        if self.tls is None:
+            return connection, address
+        wrapped = self.tls.wrap_socket(connection, server_side=True, do_handshake_on_connect=False)
+        return wrapped, address
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Quiet: a refused handshake is what a TLS test expects."""
 
 
 class FakeServer:
-    """An HTTP server on a free loopback port whose every reply comes from *app*."""
+    """An HTTP server on a free loopback port whose every reply comes from *app*; with
+    *tls* (a server context), HTTPS."""
 
-    def __init__(self, app: Callable[[Request], Reply]) -> None:
+    def __init__(
+        self, app: Callable[[Request], Reply], *, tls: ssl.SSLContext | None = None
+    ) -> None:
         self.app = app
         self.records: list[Record] = []
         self.errors: list[str] = []
         self.stopping = threading.Event()
         self.bytes_sent = 0
         self._lock = threading.Lock()
-        self._server = _Server(self)
+        self._server = _Server(self, tls)
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        scheme = "http" if self._server.tls is None else "https"
+        return f"{scheme}://127.0.0.1:{self._server.server_address[1]}"
 
     def note(self, record: Record) -> None:
         with self._lock:

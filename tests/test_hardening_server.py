@@ -9,10 +9,8 @@ reports are written whatever happened, and the token appears nowhere.
 
 from __future__ import annotations
 
-import io
 import json
 import xml.etree.ElementTree as ET
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,19 +31,12 @@ from hardening_support import (
     json_reply,
     run_action,
     scripted,
+    zip_of,
 )
 
 RUNNING = flow_doc({"pull-repo": "succeeded", "build": "running"})
 DONE = flow_doc({"pull-repo": "succeeded", "build": "succeeded"}, artifacts=["build"])
 HTML_PAGE = b"<html><head><title>Captive portal</title></head><body>log in</body></html>"
-
-
-def zip_of(files: dict[str, str]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for name, text in files.items():
-            archive.writestr(name, text)
-    return buffer.getvalue()
 
 
 ARTIFACTS: dict[str, bytes | Reply] = {

@@ -3,6 +3,7 @@ keys, and repeatability for a seed. None of them changes the simulated server's 
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -279,6 +280,66 @@ def test_stall_applies_only_to_file_downloads(stopper: list[Simulator]) -> None:
     assert get(sim, "/api/flow/test/").json() == []
     assert time.monotonic() - began < 1.0
     assert sim.requests[0].fault is None
+
+
+# --- hang and echo -----------------------------------------------------------------
+
+
+def test_hang_takes_the_request_and_never_answers_nor_acts(stopper: list[Simulator]) -> None:
+    """A read timeout is what a client meets; the queue request made no flow; once the
+    hang ends the connection closes without a reply, recorded with no status."""
+    sim = serve("  - {kind: hang, methods: [POST], seconds: 0.6}\n")
+    stopper.append(sim)
+    began = time.monotonic()
+    with pytest.raises(requests.exceptions.ReadTimeout):
+        requests.post(f"{sim.url}/api/flow/test/", headers=headers(sim), timeout=(5, 0.2),
+                      json={"git_url": GIT, "commit_hash": "abc"})  # fmt: skip
+    assert time.monotonic() - began < 1.0
+    assert sim.engine.flows() == []
+    with pytest.raises(requests.exceptions.ConnectionError):
+        requests.post(f"{sim.url}/api/flow/test/", headers=headers(sim), timeout=5,
+                      json={"git_url": GIT, "commit_hash": "abc"})  # fmt: skip
+    assert sim.engine.flows() == []
+    assert [(r.status, r.fault) for r in sim.requests] == [(None, "hang"), (None, "hang")]
+    assert get(sim, "/api/flow/test/").json() == []  # only POST hangs
+
+
+def test_a_hanging_request_is_let_go_when_the_simulator_stops() -> None:
+    sim = serve("  - {kind: hang}\n")
+    failures: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            get(sim, "/api/flow/test/")
+        except requests.exceptions.RequestException as exc:
+            failures.append(exc)
+
+    waiting = threading.Thread(target=call)
+    waiting.start()
+    time.sleep(0.2)
+    began = time.monotonic()
+    sim.stop()
+    waiting.join(5)
+    assert not waiting.is_alive() and failures
+    assert time.monotonic() - began < 3
+
+
+def test_echo_quotes_the_callers_token_in_job_names_and_error_details(
+    stopper: list[Simulator],
+) -> None:
+    sim = serve("  - {kind: echo}\n")
+    stopper.append(sim)
+    flow_id = queue(sim)
+    listed = get(sim, "/api/flow/test/").json()
+    details = get(sim, f"/api/flow/test/{flow_id}/").json()
+    missing = get(sim, "/api/flow/test/00000000-0000-4000-8000-000000000000/").json()
+    suffix = f" (token {sim.token})"
+    assert listed[0]["jobs"] and all(j["name"].endswith(suffix) for j in listed[0]["jobs"])
+    assert all(job["name"].endswith(suffix) for job in details["jobs"])
+    assert missing == {"detail": f"Flow not found{suffix}"}
+    assert [job.name for job in snapshot(sim, flow_id).jobs] == [
+        job["name"].removesuffix(suffix) for job in details["jobs"]
+    ]  # the engine's own names are unchanged
 
 
 # --- validation --------------------------------------------------------------------

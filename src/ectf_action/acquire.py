@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .clock import Clock
-from .errors import BadRequest, Cancelled, Conflict, EctfError, NotFound
+from .errors import BadRequest, Cancelled, Conflict, EctfError, NotFound, RunAborted
 from .follow import follow_flow
 from .models import Flow
 from .results import RunStatus
@@ -89,6 +89,12 @@ class Acquirer:
                 flow_id = self.client.queue_flow(settings.flow, self._request)
             except Cancelled:
                 return self._queued_as_interrupted()
+            except RunAborted:  # a second signal: no time for a look at what the server made
+                raise Stop(
+                    RunStatus.CANCELED,
+                    self._maybe_queued("a second signal ended the run before the server answered"),
+                    interrupted=True,
+                ) from None
             except Conflict as conflict:
                 active = self._active_flow(conflict.active_flow_id)
                 if active is None:
@@ -116,15 +122,21 @@ class Acquirer:
         except EctfError as exc:
             raise Stop(
                 RunStatus.CANCELED,
-                f"The run was interrupted while the {self.settings.flow} flow was being queued, "
-                f"and the server did not say whether it made it ({exc.title}). If it did, the "
-                f"post step cancels it; check with `ectf-action flows list {self.settings.flow}`.",
+                self._maybe_queued(f"the server did not say whether it made it ({exc.title})"),
                 interrupted=True,
             ) from None
         if made is None:
             raise Stop(RunStatus.CANCELED, NOTHING_QUEUED_INTERRUPTED, interrupted=True)
         self.log(f"the {self.settings.flow} flow {made.id} was queued as the run was interrupted")
         return made.id
+
+    def _maybe_queued(self, why: str) -> str:
+        """The truth about a queue request a signal cut short: a flow may exist."""
+        flow = self.settings.flow
+        return (
+            f"The run was interrupted while the {flow} flow was being queued, and {why}. If it "
+            f"made the flow, the post step cancels it; check with `ectf-action flows list {flow}`."
+        )
 
     def _same_active_flow(self) -> Flow | None:
         settings = self.settings

@@ -164,14 +164,13 @@ def _run_command(
         except Exception as exc:  # the last resort: a bug must not cost the reports
             outcome = _ended(settings, RunStatus.ERROR, unexpected_problem(exc), False)
         exit_code = interrupts.exit_code if outcome.interrupted else outcome.exit_code
+        interrupts.finishing()
         try:
             summary = write_reports(
                 commands, settings, outcome, exit_code, signal_name=interrupts.name
             )
             if view is not None:
                 view.summary = summary
-        except RunAborted:
-            return interrupts.exit_code
         except Exception as exc:
             commands.error(unexpected_problem(exc), title="eCTF reports not written")
             exit_code = exit_code or EXIT_SERVER

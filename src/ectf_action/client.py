@@ -18,9 +18,11 @@ from __future__ import annotations
 import contextlib
 import html
 import http.client
+import math
 import os
 import re
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -140,8 +142,17 @@ class _BearerAuth(requests.auth.AuthBase):
         return "_BearerAuth(***)"
 
 
-class DeadlineReached(TransportError):
+class _Unrepeatable(TransportError):
+    """A transport failure that another try cannot mend: it is raised at once."""
+
+
+class DeadlineReached(_Unrepeatable):
     """A request that would end past the run's deadline and its grace."""
+
+
+class UntrustedCertificate(_Unrepeatable):
+    """The server's certificate did not verify: it will not verify on the next try
+    either, and the fix is the CA bundle, not patience."""
 
 
 class _BodyBrokeOff(Exception):
@@ -445,7 +456,7 @@ class EctfClient:
                 if not idempotent:
                     raise error from None
                 raise TryAgain(error) from None
-            except DeadlineReached:
+            except _Unrepeatable:
                 raise
             except TransportError as exc:
                 if not idempotent:
@@ -471,6 +482,7 @@ class EctfClient:
             cancelled=self._cancelled,
             remaining=self._time_for_retries,
             on_retry=self._say_retry,
+            out_of_time=self._out_of_time,
         )
 
     def _send_once(
@@ -504,6 +516,17 @@ class EctfClient:
                 requests.exceptions.ContentDecodingError,
             ) as exc:
                 raise _BodyBrokeOff(_reason(exc)) from None
+            except requests.exceptions.SSLError as exc:
+                if not _is_certificate_failure(exc):
+                    raise TransportError(
+                        f"{method} {url} failed: {_reason(exc)}. The TLS connection broke; "
+                        "retry later."
+                    ) from None
+                raise UntrustedCertificate(
+                    f"{method} {url} failed: {_reason(exc)}. The server's certificate is not "
+                    "trusted: check the API URL, and behind a proxy that signs with a private "
+                    "CA, set SSL_CERT_FILE or REQUESTS_CA_BUNDLE to a PEM bundle of its CAs."
+                ) from None
             except requests.exceptions.Timeout as exc:
                 raise TransportError(
                     f"{method} {url} timed out ({_reason(exc)}). The testing server is slow "
@@ -581,6 +604,7 @@ class EctfClient:
             limit = min(hard, allowed if limit is None else min(limit, allowed))
         if limit is None:
             return connect, read
+        limit = math.ceil(limit * 10) / 10  # said in messages: "read timeout=12.0", not 11.99994
         return min(connect, limit), min(read, limit)
 
     def _cancelled(self) -> bool:
@@ -591,6 +615,16 @@ class EctfClient:
         if self._cancelled():
             return 0.0
         return None if self._deadline is None else self._deadline - self._now()
+
+    def _out_of_time(self, error: EctfError) -> EctfError:
+        """The last failure when the deadline leaves no time for another try: said as
+        the deadline's doing, so the message names what ended the tries (after a
+        signal, the failure as it was)."""
+        if self._cancelled() or self._deadline is None:
+            return error
+        return DeadlineReached(
+            f"{error} No time was left to try again before the run's deadline (timeout-minutes)."
+        )
 
     def _wait(self, seconds: float) -> None:
         if self._sleep is not None:
@@ -695,7 +729,7 @@ class EctfClient:
         def attempt(state: Attempt) -> Download | None:
             try:
                 response = self._send_once("GET", path, stream=True, headers=conditions)
-            except DeadlineReached:
+            except _Unrepeatable:
                 raise
             except TransportError as exc:
                 raise TryAgain(exc) from None
@@ -731,18 +765,24 @@ class EctfClient:
                 last_modified=headers.get("Last-Modified", ""),
             )
 
-        attempts = self.policy.read_attempts
+        tries: list[int] = []
+
+        def counted(state: Attempt) -> Download | None:
+            tries.append(state.number)
+            return attempt(state)
+
         try:
             return self.policy.call(
-                attempt,
+                counted,
                 sleep=self._wait,
-                attempts=attempts,
+                attempts=self.policy.read_attempts,
                 cancelled=lambda: stop() == "cancel",
                 remaining=self._time_for_retries,
                 on_retry=self._say_retry,
+                out_of_time=self._out_of_time,
             )
         except _BrokenDownload as broken:
-            raise DownloadError(f"{broken} (tried {_times(attempts)})") from None
+            raise DownloadError(f"{broken} (tried {_times(len(tries))})") from None
 
 
 def _seg(value: str) -> str:
@@ -898,6 +938,22 @@ def _snippet(response: requests.Response, redactor: Redactor, limit: int = 200) 
         text = "an HTML page: " + html.unescape(summary)
     text = _SPACE_RE.sub(" ", redactor.redact(text)).strip()
     return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _is_certificate_failure(exc: BaseException) -> bool:
+    """Whether a TLS failure is the certificate's (somewhere in its chain of causes)."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return False
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return True
+        inner = getattr(seen, "reason", None)
+        if not isinstance(inner, BaseException):
+            args = getattr(seen, "args", ())
+            inner = args[0] if args and isinstance(args[0], BaseException) else None
+        seen = inner or seen.__cause__ or seen.__context__
+    return False
 
 
 def _brief(error: EctfError) -> str:

@@ -146,22 +146,41 @@ class Interrupts:
     A first signal sets the event. A second one means "stop now" (the runner's SIGTERM
     after its SIGINT, a person pressing Ctrl-C twice): it raises RunAborted in the main
     thread, and the run ends at once, after the cancel request already on its way.
+
+    RunAborted is raised once, and never while the reports are written (`finishing`):
+    an exception raised wherever the main thread happens to be can land inside a lock's
+    bookkeeping or between two writes of one record, so a burst of signals must not
+    break the very ending it asks for. Later signals are only remembered.
     """
 
     def __init__(self) -> None:
         self.event = threading.Event()
         self.signum: int | None = None
+        self._may_abort = True
+        self._deaf_after = False
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
-        if self.event.is_set():
+        if not self.event.is_set():
+            self.signum = signum
+            self.event.set()
+        elif self._may_abort:
+            self._may_abort = False
             raise RunAborted(signum)
-        self.signum = signum
-        self.event.set()
+
+    def finishing(self) -> None:
+        """The run has ended and only its reports are left to write, which takes moments:
+        from now on a signal no longer interrupts anything. After an interrupted run the
+        process only exits once the block is left, so signals stay ignored then (the
+        default SIGINT handler would print a KeyboardInterrupt traceback mid-exit)."""
+        self._may_abort = False
+        self._deaf_after = self.event.is_set()
 
     @contextlib.contextmanager
     def installed(self, enabled: bool = True) -> Iterator[threading.Event]:
         """Handle the signals inside the block (only the main thread may install
-        handlers; elsewhere, or when not *enabled*, the event is still given)."""
+        handlers; elsewhere, or when not *enabled*, the event is still given). Leaving
+        it puts the previous handlers back, unless `finishing` found the run
+        interrupted: then signals stay ignored while the process exits."""
         if not enabled or threading.current_thread() is not threading.main_thread():
             yield self.event
             return
@@ -170,7 +189,7 @@ class Interrupts:
             yield self.event
         finally:
             for sig, handler in previous.items():
-                signal.signal(sig, handler)
+                signal.signal(sig, signal.SIG_IGN if self._deaf_after else handler)
 
     @property
     def exit_code(self) -> int:

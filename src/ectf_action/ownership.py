@@ -54,9 +54,13 @@ def give_to_workspace_owner(
 
 
 def _paths_made(workspace: Path, roots: list[Path]) -> Iterator[Path]:
-    """The folders between the workspace and each root, and everything under a root."""
+    """The folders between the workspace and each root, and everything under a root.
+    A root outside the workspace (a path given outside Actions) is not the workspace's
+    owner's to have, and is left as it is."""
     seen: set[Path] = set()
     for root in roots:
+        if not root.is_relative_to(workspace):
+            continue
         for parent in reversed(root.relative_to(workspace).parents[:-1]):
             folder = workspace / parent
             if folder not in seen:

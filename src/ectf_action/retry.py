@@ -117,11 +117,14 @@ class RetryPolicy:
         cancelled: Callable[[], bool] | None = None,
         remaining: Callable[[], float | None] | None = None,
         on_retry: Callable[[EctfError, int, int, float], None] | None = None,
+        out_of_time: Callable[[EctfError], EctfError] | None = None,
     ) -> T:
         """Call *operation* until it returns or raises anything but TryAgain. The last
         TryAgain's error is raised when the attempts are used up, or when the next call
-        could not start within *remaining()* seconds. *on_retry(error, next attempt,
-        attempts, delay)* hears of each retry; a cancel ends the waiting between calls."""
+        could not start within *remaining()* seconds (then as *out_of_time(error)* says
+        it, so that the message names what ended the tries). *on_retry(error, next
+        attempt, attempts, delay)* hears of each retry; a cancel ends the waiting
+        between calls."""
         limit = self.attempts if attempts is None else max(1, attempts)
         attempt = Attempt()
         while True:
@@ -133,7 +136,7 @@ class RetryPolicy:
                 wait = self.delay(attempt.number, again.retry_after)
                 left = remaining() if remaining is not None else None
                 if left is not None and wait >= left:
-                    raise again.error from None
+                    raise (out_of_time or _as_it_was)(again.error) from None
                 attempt.outcome_unknown = attempt.outcome_unknown or again.outcome_unknown
                 if on_retry is not None:
                     on_retry(again.error, attempt.number + 1, limit, wait)
@@ -141,3 +144,7 @@ class RetryPolicy:
                 if cancelled is not None and cancelled():
                     raise Cancelled("stopped retrying: the run was interrupted") from None
                 attempt.number += 1
+
+
+def _as_it_was(error: EctfError) -> EctfError:
+    return error
