@@ -69,11 +69,11 @@ CANCEL_CHECK_SECONDS = 0.1
 # Past the run's deadline, or once a signal came, a request is a last word (cancelling
 # the flow, one last look at it): one try, at most LAST_WORD_SECONDS of waiting, and none
 # at all past GRACE_SECONDS after the deadline. This is the grace `timeout-minutes` has.
-LAST_WORD_SECONDS = 5.0
+LAST_WORD_SECONDS = 3.0
 GRACE_SECONDS = 15.0
 # A queue request on its way when a signal comes is awaited this long: the flow it makes
 # must be known to be cancelled.
-QUEUE_PATIENCE_SECONDS = 4.0
+QUEUE_PATIENCE_SECONDS = 1.5
 SLOW_REQUEST_SECONDS = 10.0  # a request this slow is said in the live log, then every 30 s
 SLOW_REQUEST_REPEAT_SECONDS = 30.0
 # Only these endpoints are documented to answer 403 (the attack phase); anywhere else a
