@@ -367,12 +367,13 @@ def flows_of(simulator: Simulator, flow: str = "test") -> list[Any]:
 
 
 def assert_golden(path: Path, text: str) -> None:
-    """*text* equals the golden file at *path*; with UPDATE_GOLDEN=1 it is written
-    instead. A missing golden file fails."""
+    """*text* equals the golden file at *path*, byte for byte (no newline is translated:
+    a lone CR from the server must show); with UPDATE_GOLDEN=1 it is written instead. A
+    missing golden file fails."""
     if os.environ.get("UPDATE_GOLDEN") == "1":
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
+        path.write_bytes(text.encode("utf-8"))
         return
     if not path.exists():
         pytest.fail(f"missing golden file {path}; create it with UPDATE_GOLDEN=1")
-    assert text == path.read_text(encoding="utf-8")
+    assert text == path.read_bytes().decode("utf-8")

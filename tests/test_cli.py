@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -22,6 +21,7 @@ import requests
 import responses
 from responses import matchers
 
+import conftest
 from conftest import FAIL_SHA, PUSH_SHA, make_scenario
 from ectf_action import __version__, cli
 from ectf_action.client import EctfClient
@@ -98,14 +98,7 @@ def run(
 
 
 def assert_golden(name: str, text: str) -> None:
-    path = GOLDEN / f"{name}.txt"
-    if os.environ.get("UPDATE_GOLDEN") == "1":
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-        return
-    if not path.exists():
-        pytest.fail(f"golden file {path} is missing; regenerate with UPDATE_GOLDEN=1")
-    assert text == path.read_text(encoding="utf-8")
+    conftest.assert_golden(GOLDEN / f"{name}.txt", text)
 
 
 def job(

@@ -9,7 +9,6 @@ with ids, times and ports normalised; `UPDATE_GOLDEN=1` rewrites them.
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 from pathlib import Path
@@ -23,6 +22,7 @@ from conftest import (
     UUID_RE,
     ActionEnv,
     Completed,
+    assert_golden,
     flows_of,
 )
 from ectf_action.client import EctfClient
@@ -46,13 +46,7 @@ def normalise(text: str) -> str:
 
 
 def check_golden(name: str, text: str) -> None:
-    path = GOLDEN / name
-    normalised = normalise(text)
-    if os.environ.get("UPDATE_GOLDEN") == "1":
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(normalised, encoding="utf-8")
-    assert path.exists(), f"missing golden file {path}; run with UPDATE_GOLDEN=1"
-    assert normalised == path.read_text(encoding="utf-8")
+    assert_golden(GOLDEN / name, normalise(text))
 
 
 def only_error(done: Completed) -> str:

@@ -6,13 +6,13 @@ with `UPDATE_GOLDEN=1 .venv/bin/pytest tests/test_junit.py tests/test_summary.py
 
 from __future__ import annotations
 
-import os
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from conftest import assert_golden
 from ectf_action.junit import render_junit
 from ectf_action.models import Job, JobStatus
 from ectf_action.results import JobOutcome, RunResult, RunStatus
@@ -179,17 +179,6 @@ CASES: dict[str, Callable[[], RunResult]] = {
     "error_empty": error_empty,
     "hostile": hostile,
 }
-
-
-def assert_golden(path: Path, text: str) -> None:
-    """Compare with the golden file; write it instead when UPDATE_GOLDEN=1."""
-    if os.environ.get("UPDATE_GOLDEN") == "1":
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(text.encode("utf-8"))
-        return
-    if not path.exists():
-        pytest.fail(f"missing golden file {path}; create it with UPDATE_GOLDEN=1")
-    assert text == path.read_bytes().decode("utf-8")
 
 
 # -- golden files -----------------------------------------------------------------------
