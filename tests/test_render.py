@@ -433,3 +433,16 @@ def test_terminal_width_comes_from_columns_or_the_terminal() -> None:
     assert terminal_width(io.StringIO(), {"COLUMNS": "80"}) == 80
     assert terminal_width(io.StringIO(), {"COLUMNS": "10"}) == 40
     assert terminal_width(io.StringIO(), {"COLUMNS": "wide"}) == 100
+
+
+def test_a_link_in_the_summary_shows_its_text() -> None:
+    """The summary links each diagnostic to the file on GitHub; a terminal shows the
+    link's text, as GitHub does, not the markdown around it."""
+    table = (
+        "| | Where | Diagnostic |\n| --- | --- | --- |\n"
+        "| error | [firmware/src/uart\\_x.c:290](https://github.com/o/r/blob/abc/f.c#L290) "
+        "| implicit declaration |\n"
+    )
+    text = render_markdown(table, width=100, color=False)
+    assert "firmware/src/uart_x.c:290" in text
+    assert "](" not in text and "https://" not in text

@@ -443,6 +443,8 @@ _SUMMARY = re.compile(r"^\s*<summary>(.*?)</summary>\s*$", re.I)
 _DETAILS_CLOSE = re.compile(r"^\s*</details>\s*$", re.I)
 _TAG = re.compile(r"</?[A-Za-z][A-Za-z0-9-]*(?:\s[^<>]*)?/?>")
 _ENTITY = re.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
+# `[text](url)` with no bracket or parenthesis inside: what the summary's tables link.
+_LINK = re.compile(r"\[(?P<text>(?:\\.|[^\[\]\\])*)\]\((?P<url>[^()\s]*)\)")
 _PUNCTUATION = frozenset("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
 
 Span = tuple[str, str]  # text and its SGR style ("" for none)
@@ -702,6 +704,10 @@ def _scan(source: str) -> Iterator[_Piece]:
             index = entity.end()
         elif char == "<" and (tag := _TAG.match(source, index)):
             index = tag.end()  # raw HTML: GitHub shows what it encloses, not the tag
+        elif char == "[" and (link := _LINK.match(source, index)):
+            yield from flush()
+            yield from _scan(link.group("text"))  # a link shows its text, as GitHub does
+            index = link.end()
         elif char == "`":
             run = len(source) - index - len(source[index:].lstrip("`"))
             end = _closing_backticks(source, index + run, run)
