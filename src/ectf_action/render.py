@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+from .masking import Redactor
 from .text import clean, clean_terminal_text, plural
 
 DEFAULT_FOLD_LINES = 8
@@ -53,7 +54,6 @@ MAX_WIDTH = 200
 ANNOTATIONS_PER_KIND = 10  # GitHub's limit per step, for each of error, warning, notice
 MAX_MESSAGE_CHARS = 4096
 LISTED_MESSAGE_LINES = 4  # lines of a message in the folded annotation list
-REDACTED = "***"
 
 RUNNER_COMMANDS = frozenset(
     {
@@ -221,24 +221,6 @@ def _number(value: str | None) -> int | None:
     return int(value) if value and value.isascii() and value.isdigit() and int(value) else None
 
 
-class _Masks:
-    """The registered secrets, each replaced by `***`, the longest first."""
-
-    def __init__(self) -> None:
-        self._values: list[str] = []
-
-    def add(self, value: str) -> None:
-        for candidate in [value, *_LINE_BREAK.split(value)]:
-            if candidate.strip() and candidate not in self._values:
-                self._values.append(candidate)
-        self._values.sort(key=len, reverse=True)
-
-    def __call__(self, text: str) -> str:
-        for value in self._values:
-            text = text.replace(value, REDACTED)
-        return text
-
-
 # -- the live view -------------------------------------------------------------------------
 
 
@@ -267,7 +249,7 @@ class GitHubView(io.TextIOBase, TextIO):
         self._known = set(RUNNER_COMMANDS)
         self._stopped = False
         self._stop_token = ""
-        self._mask = _Masks()
+        self._masks = Redactor()
         self._group: _Group | None = None
         self._annotations: list[Annotation] = []
         self._unlisted = dict.fromkeys(ANNOTATION_KINDS, 0)
@@ -333,28 +315,28 @@ class GitHubView(io.TextIOBase, TextIO):
                 self._known.discard(self._stop_token.lower())
                 self._stopped = False
             else:
-                self._show([inert(self._mask(line))])
+                self._show([inert(self._masks.redact(line))])
             return
         if command is None:
-            self._show([inert(self._mask(line))])
+            self._show([inert(self._masks.redact(line))])
         elif command.name == "stop-commands":
             self._stopped = True
             self._stop_token = command.data
             self._known.add(command.data.lower())
         elif command.name == "add-mask":
             if command.data.strip():
-                self._mask.add(command.data)
+                self._masks.add(command.data)
             else:
                 message = "Can't add secret mask for empty string in ##[add-mask] command."
                 self._annotate(Annotation("warning", message))
         elif command.name == "group":
             self._end_group()
-            self._group = _Group(inert(self._mask(command.data)))
+            self._group = _Group(inert(self._masks.redact(command.data)))
             self._emit([paint(f"> {self._group.title}", BOLD, self._color)])
         elif command.name == "endgroup":
             self._end_group()
         elif command.name in ANNOTATION_KINDS:
-            self._annotate(Annotation.of(command, self._mask))
+            self._annotate(Annotation.of(command, self._masks.redact))
 
     def _annotate(self, annotation: Annotation) -> None:
         if sum(a.kind == annotation.kind for a in self._annotations) >= ANNOTATIONS_PER_KIND:
