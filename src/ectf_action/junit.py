@@ -18,7 +18,7 @@ from junit_xml import TestCase, TestSuite
 
 from .models import JobStatus
 from .results import JobOutcome, RunResult, RunStatus
-from .text import clean_terminal_text
+from .text import clean_terminal_text, one_line
 
 MAX_NAME_CHARS = 200
 MAX_MESSAGE_CHARS = 1000
@@ -49,11 +49,6 @@ def xml_text(text: str, limit: int, *, keep_end: bool = False) -> str:
     if len(text) <= limit:
         return text
     return "..." + text[-(limit - 3) :] if keep_end else text[: limit - 3] + "..."
-
-
-def one_line(text: str) -> str:
-    """A server-given name as one plain line: no escapes, no controls, no line breaks."""
-    return " ".join(clean_terminal_text(text).split())
 
 
 def _seconds(value: float) -> str:

@@ -118,6 +118,18 @@ def clean_terminal_text(text: str) -> str:
     return _UNPRINTABLE.sub("", text)
 
 
+def one_line(text: str) -> str:
+    """Server output as one plain line: `clean_terminal_text`, then every run of
+    whitespace (line breaks too) one space."""
+    return " ".join(clean_terminal_text(text).split())
+
+
+def clean_line(text: str, limit: int) -> str:
+    """`one_line`, shown safely and shortened to *limit* as `clean` does: what a report
+    quotes from a log or a job's name."""
+    return clean(one_line(text), limit)
+
+
 # Prefixes that loggers put before each line of a tool's output: ISO-8601 stamps
 # (`2026-01-02T03:04:05.678Z `, the form docker logs and GitHub use, with an offset or
 # nanoseconds too), `2026-01-02 03:04:05,678 `, `[12:34:56] ` / `[2026-01-02 03:04:05] `,
