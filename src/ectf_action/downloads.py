@@ -23,7 +23,7 @@ from typing import Any, Literal, Protocol
 
 from .artifacts import ExtractLimits, extract_zip, job_dir_name, read_log_tail
 from .diagnostics import JobDiagnostics, scan_job_log
-from .errors import ApiError, BadRequest, Cancelled, EctfError
+from .errors import BadRequest, Cancelled, EctfError
 from .models import Job, JobStatus
 
 DOWNLOAD_WORKERS = 4
@@ -199,9 +199,7 @@ class Downloads:
         except BadRequest as exc:
             if job.has_artifacts is not None:  # said it had some, then had none
                 found.warnings.append(f"artifacts not downloaded: {exc}")
-        except ApiError as exc:
-            found.warnings.append(f"artifacts not downloaded: {exc}")
-        except EctfError as exc:  # broke off or damaged, after the client's retries
+        except EctfError as exc:  # refused, broke off or damaged, after the client's retries
             found.warnings.append(f"artifacts not downloaded: {exc}")
         except OSError as exc:
             found.warnings.append(f"artifacts not saved: {exc}")
