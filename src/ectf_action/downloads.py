@@ -19,17 +19,18 @@ from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .artifacts import ExtractLimits, extract_zip, job_dir_name, read_log_tail
 from .diagnostics import JobDiagnostics, scan_job_log
 from .errors import BadRequest, Cancelled, EctfError
 from .models import Job, JobStatus
 
+if TYPE_CHECKING:
+    from .settings import ArtifactsMode
+
 DOWNLOAD_WORKERS = 4
 DOWNLOAD_STOP_SECONDS = 2.0  # how long an interrupted run waits for downloads to stop
-
-ArtifactsMode = Literal["all", "failed", "none"]
 
 
 class JobOutputSource(Protocol):

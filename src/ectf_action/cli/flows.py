@@ -28,9 +28,9 @@ from .context import (
 if TYPE_CHECKING:
     from ..client import EctfClient
     from ..config import Config
-    from ..downloads import ArtifactsMode
     from ..follow import JobChange, PollSchedule
     from ..models import Flow, Job
+    from ..settings import ArtifactsMode
     from .job_folders import JobFolders, SavedJob
 
 EXAMPLE_FLOW_ID = "3fa85f64-5717-4562-b3fc-2c963f66afa6"

@@ -21,8 +21,9 @@ from ..errors import EXIT_OK, EXIT_SERVER, InvalidInput
 
 if TYPE_CHECKING:
     from ..clock import Clock
-    from ..downloads import ArtifactsMode, Downloads, JobArtifacts, JobOutputSource
+    from ..downloads import Downloads, JobArtifacts, JobOutputSource
     from ..models import Job
+    from ..settings import ArtifactsMode
 
 WAIT_STEP_SECONDS = 0.05  # how often the progress lines are looked for
 STAGING_PREFIX = ".ectf-partial-"
