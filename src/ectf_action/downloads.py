@@ -184,7 +184,7 @@ class Downloads:
             self._client.download_job_output(self._flow, job.id, zip_path, cancel=self._cancel)
             if self._cancel.is_set():  # the run is being reported without it
                 raise Cancelled("extraction skipped: the run was interrupted")
-            _clear(dest)
+            clear_path(dest)
             dest.parent.mkdir(parents=True, exist_ok=True)
             report = extract_zip(zip_path, dest, self._limits, redact=self._redact)
             found.directory, found.files, found.size = dest, report.files, report.bytes
@@ -213,8 +213,9 @@ class Downloads:
         return found
 
 
-def _clear(dest: Path) -> None:
-    """Empty a job's folder before extracting into it, without following a symlink."""
+def clear_path(dest: Path) -> None:
+    """Remove what is at *dest* (a file, a link, or a folder with all it holds), without
+    following a link: a job's folder is replaced whole, never merged into."""
     if dest.is_symlink() or dest.is_file():
         dest.unlink()
     elif dest.is_dir():

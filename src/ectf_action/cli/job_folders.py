@@ -182,14 +182,13 @@ class JobFolders:
 
     def _move_into_place(self, found: JobArtifacts) -> None:
         """A whole job folder, from staging into DIR (replacing an older one)."""
+        from ..downloads import clear_path
+
         staged = found.directory
         if staged is None or self._staging is None or staged.parent != self._staging:
             return
         final = self._dest / staged.name
-        if final.is_symlink() or final.is_file():
-            final.unlink()
-        elif final.is_dir():
-            shutil.rmtree(final)
+        clear_path(final)
         staged.rename(final)
         found.directory = final
 
