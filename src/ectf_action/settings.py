@@ -279,7 +279,7 @@ def load_settings(
         pending_inputs=pending_inputs,
         artifacts_path=artifacts_path,
         download_artifacts=cast(ArtifactsMode, download),
-        max_artifact_bytes=max(1, int(max_mb * MIB)),
+        max_artifact_bytes=artifact_cap_bytes(max_mb),
         junit_path=junit_path,
         job_summary=job_summary,
         fail_on=fail_on,
@@ -296,6 +296,11 @@ def load_settings(
         server_url=environment.value("GITHUB_SERVER_URL"),
         repository=environment.value("GITHUB_REPOSITORY"),
     )
+
+
+def artifact_cap_bytes(max_mb: float) -> int:
+    """max-artifact-mb in bytes (at least one): the cap `run` and `flows download` share."""
+    return max(1, int(max_mb * MIB))
 
 
 def check_token(token: str, *, name: str = "token") -> None:

@@ -96,12 +96,13 @@ class JobFolders:
         max_mb: float | None = None,
     ) -> None:
         from ..livelog import LiveLog
+        from ..settings import artifact_cap_bytes
 
         self._client = client
         self._flow = flow
         self._dest = dest
         self._cancel = cancel
-        self._max_bytes = max(1, int((max_mb or default_max_mb()) * 1024 * 1024))
+        self._max_bytes = artifact_cap_bytes(max_mb or default_max_mb())
         self._log = LiveLog(lambda line: note(line + "\n"), clock)
         self._staging: Path | None = None
         self._downloads: Downloads | None = None
