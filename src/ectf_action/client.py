@@ -948,12 +948,18 @@ def _is_certificate_failure(exc: BaseException) -> bool:
             return False
         if isinstance(seen, ssl.SSLCertVerificationError):
             return True
-        inner = getattr(seen, "reason", None)
-        if not isinstance(inner, BaseException):
-            args = getattr(seen, "args", ())
-            inner = args[0] if args and isinstance(args[0], BaseException) else None
-        seen = inner or seen.__cause__ or seen.__context__
+        seen = _wrapped(seen) or seen.__cause__ or seen.__context__
     return False
+
+
+def _wrapped(exc: BaseException) -> BaseException | None:
+    """The error *exc* wraps, as requests and urllib3 nest them: its `reason`, else its
+    first argument when that is an error; None when it wraps none."""
+    inner = getattr(exc, "reason", None)
+    if isinstance(inner, BaseException):
+        return inner
+    args = getattr(exc, "args", ())
+    return args[0] if args and isinstance(args[0], BaseException) else None
 
 
 def _brief(error: EctfError) -> str:
@@ -980,10 +986,7 @@ def _reason(exc: BaseException) -> str:
     seen = 0
     while seen < 8:  # requests -> MaxRetryError -> NewConnectionError -> OSError ...
         seen += 1
-        inner = getattr(cause, "reason", None)
-        if not isinstance(inner, BaseException):
-            args = getattr(cause, "args", ())
-            inner = args[0] if args and isinstance(args[0], BaseException) else None
+        inner = _wrapped(cause)
         if inner is None or inner is cause:
             break
         cause = inner
