@@ -472,14 +472,21 @@ class EctfClient:
             return attempt(Attempt())
         return self._retrying(attempt, attempts=self.policy.read_attempts)
 
-    def _retrying(self, attempt: Callable[[Attempt], T], *, attempts: int | None = None) -> T:
-        """*attempt* under the policy, bound to the run: no retry once a signal came or
-        when the next try would start past the deadline; each retry said in the log."""
+    def _retrying(
+        self,
+        attempt: Callable[[Attempt], T],
+        *,
+        attempts: int | None = None,
+        cancelled: Callable[[], bool] | None = None,
+    ) -> T:
+        """*attempt* under the policy, bound to the run: no retry once a signal came (or
+        *cancelled* says so) or when the next try would start past the deadline; each
+        retry said in the log."""
         return self.policy.call(
             attempt,
             sleep=self._wait,
             attempts=attempts,
-            cancelled=self._cancelled,
+            cancelled=cancelled or self._cancelled,
             remaining=self._time_for_retries,
             on_retry=self._say_retry,
             out_of_time=self._out_of_time,
@@ -772,14 +779,8 @@ class EctfClient:
             return attempt(state)
 
         try:
-            return self.policy.call(
-                counted,
-                sleep=self._wait,
-                attempts=self.policy.read_attempts,
-                cancelled=lambda: stop() == "cancel",
-                remaining=self._time_for_retries,
-                on_retry=self._say_retry,
-                out_of_time=self._out_of_time,
+            return self._retrying(
+                counted, attempts=self.policy.read_attempts, cancelled=lambda: stop() == "cancel"
             )
         except _BrokenDownload as broken:
             raise DownloadError(f"{broken} (tried {_times(len(tries))})") from None
