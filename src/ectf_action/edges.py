@@ -130,10 +130,6 @@ class Inputs:
         """Where *name*'s value comes from, for messages: `--api-url` or `input api-url`."""
         return f"--{name}" if self._flags.get(name) is not None else f"input {name}"
 
-    def flag(self, name: str) -> str | None:
-        """The flag's own value (never the environment's): what may hold a secret."""
-        return self._flags.get(name)
-
 
 # -- signals -------------------------------------------------------------------------------
 

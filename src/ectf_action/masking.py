@@ -44,9 +44,6 @@ class Redactor:
             self._secrets.sort(key=len, reverse=True)
             return True
 
-    def __contains__(self, secret: object) -> bool:
-        return secret in self._secrets
-
     def redact(self, text: str) -> str:
         for secret in self._secrets:
             if secret in text:
