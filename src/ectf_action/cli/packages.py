@@ -18,7 +18,7 @@ from .context import (
     path_segment,
     render_json,
 )
-from .jobs import interruptible_download
+from .jobs import download_unless_interrupted, interruptible_download
 
 if TYPE_CHECKING:
     from ..packages import PackageResult, SyncReport
@@ -51,19 +51,17 @@ def packages_get(ctx: Context) -> int:
 def _get_and_decrypt(ctx: Context, name: str, key: str) -> int:
     """`get --key`: the package as served to NAME.enc, decrypted beside it to NAME.zip."""
     from ..crypto import check_available, decrypt_file
-    from ..errors import Cancelled
 
     check_available()
     _check_key(key)
     zip_dest = output_path(ctx.args.output, f"{name}.zip", force=ctx.args.force)
     enc_dest = output_path(str(_encrypted_beside(zip_dest)), "", force=ctx.args.force)
     client = ctx.client()
-    with ctx.interrupts.installed() as cancel:
-        try:
-            got = client.download_package(name, enc_dest, cancel=cancel)
-        except Cancelled:
-            ctx.stderr.write("error: download interrupted; nothing was saved\n")
-            return ctx.interrupts.exit_code
+    got = download_unless_interrupted(
+        ctx, lambda cancel: client.download_package(name, enc_dest, cancel=cancel)
+    )
+    if got is None:
+        return ctx.interrupts.exit_code
     ctx.note(f"Saved {got.path} ({got.size:,} bytes).\n")
     done = decrypt_file(enc_dest, zip_dest, key)
     data = {
