@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ectf_action.text import (
+    and_list,
     clean,
     clean_line,
     format_elapsed,
@@ -39,6 +40,19 @@ def test_format_elapsed_is_compact(seconds: float, text: str) -> None:
 def test_clean_makes_server_text_one_harmless_line() -> None:
     assert clean("build\n\x1b[2J::error::x") == "build\\n\\x1b[2J::error::x"
     assert clean("a" * 50, 10) == "aaaaaaa..."
+
+
+@pytest.mark.parametrize(
+    ("items", "text"),
+    [
+        ([], ""),
+        (["a"], "a"),
+        (["a", "b"], "a and b"),
+        (["1 error", "2 notices", "x"], "1 error, 2 notices and x"),
+    ],
+)
+def test_and_list_says_a_few_items_in_a_sentence(items: list[str], text: str) -> None:
+    assert and_list(items) == text
 
 
 def test_one_line_joins_a_log_excerpt_and_clean_line_also_escapes_and_cuts() -> None:

@@ -24,7 +24,7 @@ from urllib.parse import quote
 
 from .diagnostics import Diagnostic, JobDiagnostics, Severity
 from .sourcemap import SourceIndex
-from .text import clean, clean_line, clean_terminal_text, plural, strip_timestamp
+from .text import and_list, clean, clean_line, clean_terminal_text, plural, strip_timestamp
 
 MAX_ERRORS: Final = 10
 MAX_WARNINGS: Final = 10
@@ -208,7 +208,7 @@ class AnnotationPlan:
         ]
         if not parts:
             return None
-        listed = ", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else parts[0]
+        listed = and_list(parts)
         verb = "was" if len(parts) == 1 and listed.startswith("1 ") else "were"
         return f"{listed} {verb} not annotated (GitHub shows 10 of each kind per step)."
 

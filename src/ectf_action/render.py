@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import TextIO
 
 from .masking import Redactor
-from .text import clean, clean_terminal_text, plural
+from .text import and_list, clean, clean_terminal_text, plural
 
 DEFAULT_FOLD_LINES = 8
 DEFAULT_WIDTH = 100
@@ -381,8 +381,7 @@ class GitHubView(io.TextIOBase, TextIO):
         named = [plural(n, kind) for kind, n in counts.items() if n]
         if not named:
             return []
-        phrase = named[0] if len(named) == 1 else ", ".join(named[:-1]) + " and " + named[-1]
-        lines = ["", paint("Annotations", BOLD, self._color) + f": {phrase}"]
+        lines = ["", paint("Annotations", BOLD, self._color) + f": {and_list(named)}"]
         for annotation in self._annotations:
             lines += self._listed(annotation)
         for kind, count in self._unlisted.items():

@@ -5,6 +5,7 @@ so they are made safe here once."""
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Protocol
 
 PROG = "ectf-action"
@@ -90,6 +91,13 @@ def format_limit(size: int) -> str:
 def plural(count: int, word: str) -> str:
     """`1 file`, `2 files`, `1,024 files`."""
     return f"{count:,} {word}{'' if count == 1 else 's'}"
+
+
+def and_list(items: Sequence[str]) -> str:
+    """`a`, `a and b`, `a, b and c`: a few counts or names in a sentence."""
+    if len(items) < 2:
+        return "".join(items)
+    return ", ".join(items[:-1]) + " and " + items[-1]
 
 
 # -- terminal output from the server ------------------------------------------------------
