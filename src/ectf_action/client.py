@@ -176,9 +176,6 @@ class Download:
     last_modified: str = ""
 
 
-PackageDownload = Download  # a package's download
-
-
 class EctfClient:
     """A client for the eCTF testing server API."""
 
