@@ -23,6 +23,7 @@ from typing import Final
 from urllib.parse import quote
 
 from .diagnostics import Diagnostic, JobDiagnostics, Severity
+from .results import NO_LOG
 from .sourcemap import SourceIndex
 from .text import and_list, clean, clean_line, clean_terminal_text, plural, strip_timestamp
 
@@ -33,7 +34,6 @@ MAX_TITLE_CHARS: Final = 120
 MAX_LINE_CHARS: Final = 300
 MAX_NAME_CHARS: Final = 80
 MAX_TABLE_ROWS: Final = 20
-NO_LOG: Final = "No log was found in the job's artifacts."
 
 _KINDS: Final = ("error", "warning", "notice")
 _ERRORISH = re.compile(r"(?i)error|fatal|panic|exception|traceback|failed|failure")
