@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import TextIO
 
 from .masking import Redactor
-from .text import and_list, clean, clean_terminal_text, plural
+from .text import RUNNER_LINE_BREAK, and_list, clean, clean_terminal_text, plural
 
 DEFAULT_FOLD_LINES = 8
 DEFAULT_WIDTH = 100
@@ -82,8 +82,6 @@ BOLD = "1"
 DIM = "2"
 ITALIC = "3"
 _KIND_STYLES = {"error": "1;31", "warning": "1;33", "notice": "1;36"}
-
-_LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 
 def paint(text: str, style: str, color: bool) -> str:
@@ -275,7 +273,7 @@ class GitHubView(io.TextIOBase, TextIO):
             held = ""
             if buffered.endswith("\r"):  # maybe the first half of a CRLF
                 buffered, held = buffered[:-1], "\r"
-            *complete, rest = _LINE_BREAK.split(buffered)
+            *complete, rest = RUNNER_LINE_BREAK.split(buffered)
             self._pending = rest + held
             for line in complete:
                 self._read(line)
@@ -346,7 +344,7 @@ class GitHubView(io.TextIOBase, TextIO):
         if not annotation.message:
             return  # the runner writes no log line for an empty message
         label = _LABELS[annotation.kind] + ": "
-        first, *more = [inert(part) for part in _LINE_BREAK.split(annotation.message)]
+        first, *more = [inert(part) for part in RUNNER_LINE_BREAK.split(annotation.message)]
         shown = [paint(label, _KIND_STYLES[annotation.kind], self._color) + first]
         shown += self._folded([" " * len(label) + part for part in more], " " * len(label))
         self._show(shown)
@@ -396,7 +394,7 @@ class GitHubView(io.TextIOBase, TextIO):
         """`Error: path#L3 - title: message`, the message's further lines below it."""
         label = paint(_LABELS[annotation.kind] + ":", _KIND_STYLES[annotation.kind], self._color)
         head = [inert(part) for part in (annotation.location(), annotation.title) if part]
-        parts = [inert(part) for part in _LINE_BREAK.split(annotation.message)]
+        parts = [inert(part) for part in RUNNER_LINE_BREAK.split(annotation.message)]
         first = " - ".join(head)
         if first and parts[0]:
             first += ": " if annotation.title else " - "

@@ -9,6 +9,10 @@ from collections.abc import Sequence
 from typing import Protocol
 
 PROG = "ectf-action"
+# Where the GitHub runner ends a line of a step's output (.NET's ReadLine): CR, LF or
+# CRLF. The workflow-command writer, the masks (registered line by line, as the runner
+# keeps them) and the terminal view all split on it.
+RUNNER_LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 
 class _NamedJob(Protocol):
