@@ -103,8 +103,6 @@ INPUTS: tuple[InputSpec, ...] = (
 )
 INPUT_NAMES: tuple[str, ...] = tuple(spec.name for spec in INPUTS)
 _DEFAULTS = {spec.name: spec.default for spec in INPUTS}
-# Inputs for which an explicitly empty value means "off" rather than "not given".
-_EMPTY_DISABLES = frozenset({"junit-path"})
 
 
 @dataclass(frozen=True)
