@@ -4,7 +4,6 @@ sync a folder with the server."""
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import EXIT_FLOW_FAILED, EXIT_OK, InvalidInput
@@ -21,6 +20,8 @@ from .context import (
 from .jobs import download_unless_interrupted, interruptible_download
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from ..packages import PackageResult, SyncReport
 
 DECRYPT_COMMAND = "openssl enc -d -aes-256-cbc -pbkdf2 -salt -k KEY -in TEAM.enc -out TEAM.zip"
@@ -75,6 +76,8 @@ def _get_and_decrypt(ctx: Context, name: str, key: str) -> int:
 
 
 def packages_decrypt(ctx: Context) -> int:
+    from pathlib import Path
+
     from ..crypto import check_available, decrypt_file
 
     check_available()
@@ -93,6 +96,8 @@ def packages_decrypt(ctx: Context) -> int:
 
 
 def packages_sync(ctx: Context) -> int:
+    from pathlib import Path
+
     from ..packages import load_keys, sync_packages
 
     keys = load_keys(_read_text(ctx.args.keys, "--keys")) if ctx.args.keys else {}
@@ -154,6 +159,8 @@ def _encrypted_beside(zip_dest: Path) -> Path:
 
 
 def _read_text(path: str, name: str) -> str:
+    from pathlib import Path
+
     try:
         return Path(path).read_text(encoding="utf-8")
     except OSError as exc:
