@@ -267,7 +267,7 @@ def test_help_does_not_import_heavy_modules() -> None:
         "import sys; from ectf_action import cli; cli.build_parser().format_help(); "
         "print(sorted(m for m in ('requests', 'yaml', 'ectf_action.client', "
         "'ectf_action.models', 'ectf_action.config', 'ectf_action.simulator', "
-        "'ectf_action.action', 'ectf_action.runner') if m in sys.modules))"
+        "'ectf_action.action', 'ectf_action.runner', 'dataclasses') if m in sys.modules))"
     )
     proc = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=True

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ectf_action.client import EctfClient, PackageDownload
+from ectf_action.client import Download, EctfClient
 from ectf_action.errors import Forbidden
 from ectf_action.packages import MANIFEST_NAME, PackageResult, SyncReport, sync_packages
 from ectf_action.simulator import Simulator, load_scenario
@@ -257,13 +257,13 @@ class FakeSource:
         etag: str = "",
         last_modified: str = "",
         cancel: threading.Event | None = None,
-    ) -> PackageDownload:
+    ) -> Download:
         self.asked.append(name)
         if self._barrier is not None:
             self._barrier.wait()
         body = f"package of {name}".encode()
         dest.write_bytes(body)
-        return PackageDownload(dest, len(body), "application/octet-stream")
+        return Download(dest, len(body), "application/octet-stream")
 
 
 def test_names_from_the_server_never_leave_the_folder(tmp_path: Path) -> None:

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from ectf_action.text import clean, format_elapsed, log_stamp, strip_timestamp
+from ectf_action.text import (
+    and_list,
+    clean,
+    clean_line,
+    format_elapsed,
+    log_stamp,
+    one_line,
+    strip_timestamp,
+)
 
 
 @pytest.mark.parametrize(
@@ -32,6 +40,26 @@ def test_format_elapsed_is_compact(seconds: float, text: str) -> None:
 def test_clean_makes_server_text_one_harmless_line() -> None:
     assert clean("build\n\x1b[2J::error::x") == "build\\n\\x1b[2J::error::x"
     assert clean("a" * 50, 10) == "aaaaaaa..."
+
+
+@pytest.mark.parametrize(
+    ("items", "text"),
+    [
+        ([], ""),
+        (["a"], "a"),
+        (["a", "b"], "a and b"),
+        (["1 error", "2 notices", "x"], "1 error, 2 notices and x"),
+    ],
+)
+def test_and_list_says_a_few_items_in_a_sentence(items: list[str], text: str) -> None:
+    assert and_list(items) == text
+
+
+def test_one_line_joins_a_log_excerpt_and_clean_line_also_escapes_and_cuts() -> None:
+    text = "\x1b[31merror:\x1b[0m  bad\r\nthing\u200b\there"
+    assert one_line(text) == "error: bad thing\u200b here"
+    assert clean_line(text, 100) == "error: bad thing\\u200b here"
+    assert clean_line("word " * 20, 12) == "word word..."
 
 
 @pytest.mark.parametrize(

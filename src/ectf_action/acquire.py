@@ -60,6 +60,15 @@ class Stop(Exception):
         self.flow = flow
 
 
+def same_active_flow(client: QueueClient, settings: Settings) -> Flow | None:
+    """The team's active flow that this run's queue request asks for (the same commit;
+    for remote, the same target team), if there is one: the run follows it instead of
+    queueing another, and a post step that has no flow id cancels it."""
+    commit = None if settings.flow == "remote" else settings.commit
+    active = client.find_active_flow(settings.flow, commit)
+    return active if active is not None and active.matches(settings.queue_body()) else None
+
+
 @dataclass
 class Acquirer:
     """Finds or queues the run's flow; `acquire` returns its id or raises Stop."""
@@ -77,7 +86,7 @@ class Acquirer:
 
     def acquire(self) -> str:
         settings = self.settings
-        same = self._same_active_flow()
+        same = same_active_flow(self.client, self.settings)
         if same is not None:
             self.log(f"following the active {settings.flow} flow {same.id} for this commit")
             return same.id
@@ -118,7 +127,7 @@ class Acquirer:
         in time: the server may have made the flow. One last look for it, so that it is
         cancelled like a flow we know, instead of being left holding the slot."""
         try:
-            made = self._same_active_flow()
+            made = same_active_flow(self.client, self.settings)
         except EctfError as exc:
             raise Stop(
                 RunStatus.CANCELED,
@@ -137,12 +146,6 @@ class Acquirer:
             f"The run was interrupted while the {flow} flow was being queued, and {why}. If it "
             f"made the flow, the post step cancels it; check with `ectf-action flows list {flow}`."
         )
-
-    def _same_active_flow(self) -> Flow | None:
-        settings = self.settings
-        commit = None if settings.flow == "remote" else settings.commit
-        active = self.client.find_active_flow(settings.flow, commit)
-        return active if active is not None and active.matches(self._request) else None
 
     def _active_flow(self, flow_id: str | None) -> Flow | None:
         """The flow that holds the slot, if it is still unfinished."""

@@ -23,8 +23,9 @@ from typing import Final
 from urllib.parse import quote
 
 from .diagnostics import Diagnostic, JobDiagnostics, Severity
+from .results import NO_LOG
 from .sourcemap import SourceIndex
-from .text import clean, clean_terminal_text, plural, strip_timestamp
+from .text import and_list, clean, clean_line, clean_terminal_text, plural, strip_timestamp
 
 MAX_ERRORS: Final = 10
 MAX_WARNINGS: Final = 10
@@ -33,7 +34,6 @@ MAX_TITLE_CHARS: Final = 120
 MAX_LINE_CHARS: Final = 300
 MAX_NAME_CHARS: Final = 80
 MAX_TABLE_ROWS: Final = 20
-NO_LOG: Final = "No log was found in the job's artifacts."
 
 _KINDS: Final = ("error", "warning", "notice")
 _ERRORISH = re.compile(r"(?i)error|fatal|panic|exception|traceback|failed|failure")
@@ -126,18 +126,13 @@ class JobFindings:
         )
 
 
-def _shorten(text: str, limit: int) -> str:
-    text = " ".join(clean_terminal_text(text).split())
-    return clean(text, limit)
-
-
 def describe(item: Located) -> str:
     """One line, as the tool would say it with our path: `firmware/src/uart.c:12:5:
     error: message [-Wflag]`, `ld: error: ld returned 1 exit status`."""
     diagnostic = item.diagnostic
     where = item.where or (diagnostic.tool if diagnostic.tool != "log" else "")
     head = f"{where}: " if where else ""
-    return _shorten(f"{head}{diagnostic.severity.value}: {diagnostic.text}", MAX_LINE_CHARS)
+    return clean_line(f"{head}{diagnostic.severity.value}: {diagnostic.text}", MAX_LINE_CHARS)
 
 
 def first_error_line(diagnostics: Iterable[Located], log_tail: str) -> str | None:
@@ -159,7 +154,7 @@ def first_error_line(diagnostics: Iterable[Located], log_tail: str) -> str | Non
     if not lines:
         return None
     line = next((line for line in lines if _ERRORISH.search(line)), lines[-1])
-    return _shorten(line, MAX_LINE_CHARS)
+    return clean_line(line, MAX_LINE_CHARS)
 
 
 # -- annotations --------------------------------------------------------------------------
@@ -213,7 +208,7 @@ class AnnotationPlan:
         ]
         if not parts:
             return None
-        listed = ", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else parts[0]
+        listed = and_list(parts)
         verb = "was" if len(parts) == 1 and listed.startswith("1 ") else "were"
         return f"{listed} {verb} not annotated (GitHub shows 10 of each kind per step)."
 
@@ -275,12 +270,12 @@ def _source_annotation(job: JobFindings, item: Located) -> Annotation:
     # The title names the job and the message; the message says it whole (the log shows
     # only the message), then the notes and where the server logged it.
     prefix = f"eCTF {_name(job)}: "
-    said = _shorten(diagnostic.text, max(20, MAX_TITLE_CHARS - len(prefix)))
+    said = clean_line(diagnostic.text, max(20, MAX_TITLE_CHARS - len(prefix)))
     title = clean(prefix + said, MAX_TITLE_CHARS)
-    lines = [_shorten(diagnostic.text, MAX_LINE_CHARS)]
-    lines += [_shorten(f"note: {note}", MAX_LINE_CHARS) for note in diagnostic.notes]
+    lines = [clean_line(diagnostic.text, MAX_LINE_CHARS)]
+    lines += [clean_line(f"note: {note}", MAX_LINE_CHARS) for note in diagnostic.notes]
     if diagnostic.path is not None:
-        lines.append(_shorten(f"{diagnostic.tool}, logged at {diagnostic.where}", MAX_LINE_CHARS))
+        lines.append(clean_line(f"{diagnostic.tool}, logged at {diagnostic.where}", MAX_LINE_CHARS))
     return Annotation(kind, title, "\n".join(lines), item.file, item.line, item.column)
 
 
@@ -382,13 +377,13 @@ def diagnostic_rows(
         rows.append(
             {
                 "severity": item.diagnostic.severity.value,
-                "location": _shorten(location, MAX_LINE_CHARS) if location else "",
+                "location": clean_line(location, MAX_LINE_CHARS) if location else "",
                 "url": (
                     blob_url(server_url, repository, commit, item.file, item.line)
                     if item.file is not None
                     else None
                 ),
-                "message": _shorten(item.diagnostic.text, MAX_LINE_CHARS),
+                "message": clean_line(item.diagnostic.text, MAX_LINE_CHARS),
             }
         )
     return DiagnosticRows(tuple(rows), left_out=max(0, len(shown) - limit) + job.left_out)

@@ -479,7 +479,7 @@ def log_files(job_dir: Path, *, last_first: bool = False) -> Iterator[tuple[str,
     files = _regular_files(job_dir)
     if last_first:
         files.reverse()
-    logs = [entry for entry in files if entry[0].lower().endswith(".log")]
+    logs = [entry for entry in files if _is_log(entry[0])]
     return iter(logs) if logs else _text_files(files)
 
 

@@ -176,9 +176,6 @@ class Download:
     last_modified: str = ""
 
 
-PackageDownload = Download  # a package's download
-
-
 class EctfClient:
     """A client for the eCTF testing server API."""
 
@@ -472,14 +469,21 @@ class EctfClient:
             return attempt(Attempt())
         return self._retrying(attempt, attempts=self.policy.read_attempts)
 
-    def _retrying(self, attempt: Callable[[Attempt], T], *, attempts: int | None = None) -> T:
-        """*attempt* under the policy, bound to the run: no retry once a signal came or
-        when the next try would start past the deadline; each retry said in the log."""
+    def _retrying(
+        self,
+        attempt: Callable[[Attempt], T],
+        *,
+        attempts: int | None = None,
+        cancelled: Callable[[], bool] | None = None,
+    ) -> T:
+        """*attempt* under the policy, bound to the run: no retry once a signal came (or
+        *cancelled* says so) or when the next try would start past the deadline; each
+        retry said in the log."""
         return self.policy.call(
             attempt,
             sleep=self._wait,
             attempts=attempts,
-            cancelled=self._cancelled,
+            cancelled=cancelled or self._cancelled,
             remaining=self._time_for_retries,
             on_retry=self._say_retry,
             out_of_time=self._out_of_time,
@@ -772,14 +776,8 @@ class EctfClient:
             return attempt(state)
 
         try:
-            return self.policy.call(
-                counted,
-                sleep=self._wait,
-                attempts=self.policy.read_attempts,
-                cancelled=lambda: stop() == "cancel",
-                remaining=self._time_for_retries,
-                on_retry=self._say_retry,
-                out_of_time=self._out_of_time,
+            return self._retrying(
+                counted, attempts=self.policy.read_attempts, cancelled=lambda: stop() == "cancel"
             )
         except _BrokenDownload as broken:
             raise DownloadError(f"{broken} (tried {_times(len(tries))})") from None
@@ -948,12 +946,18 @@ def _is_certificate_failure(exc: BaseException) -> bool:
             return False
         if isinstance(seen, ssl.SSLCertVerificationError):
             return True
-        inner = getattr(seen, "reason", None)
-        if not isinstance(inner, BaseException):
-            args = getattr(seen, "args", ())
-            inner = args[0] if args and isinstance(args[0], BaseException) else None
-        seen = inner or seen.__cause__ or seen.__context__
+        seen = _wrapped(seen) or seen.__cause__ or seen.__context__
     return False
+
+
+def _wrapped(exc: BaseException) -> BaseException | None:
+    """The error *exc* wraps, as requests and urllib3 nest them: its `reason`, else its
+    first argument when that is an error; None when it wraps none."""
+    inner = getattr(exc, "reason", None)
+    if isinstance(inner, BaseException):
+        return inner
+    args = getattr(exc, "args", ())
+    return args[0] if args and isinstance(args[0], BaseException) else None
 
 
 def _brief(error: EctfError) -> str:
@@ -980,10 +984,7 @@ def _reason(exc: BaseException) -> str:
     seen = 0
     while seen < 8:  # requests -> MaxRetryError -> NewConnectionError -> OSError ...
         seen += 1
-        inner = getattr(cause, "reason", None)
-        if not isinstance(inner, BaseException):
-            args = getattr(cause, "args", ())
-            inner = args[0] if args and isinstance(args[0], BaseException) else None
+        inner = _wrapped(cause)
         if inner is None or inner is cause:
             break
         cause = inner

@@ -19,17 +19,18 @@ from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .artifacts import ExtractLimits, extract_zip, job_dir_name, read_log_tail
 from .diagnostics import JobDiagnostics, scan_job_log
-from .errors import ApiError, BadRequest, Cancelled, EctfError
+from .errors import BadRequest, Cancelled, EctfError
 from .models import Job, JobStatus
+
+if TYPE_CHECKING:
+    from .settings import ArtifactsMode
 
 DOWNLOAD_WORKERS = 4
 DOWNLOAD_STOP_SECONDS = 2.0  # how long an interrupted run waits for downloads to stop
-
-ArtifactsMode = Literal["all", "failed", "none"]
 
 
 class JobOutputSource(Protocol):
@@ -183,7 +184,7 @@ class Downloads:
             self._client.download_job_output(self._flow, job.id, zip_path, cancel=self._cancel)
             if self._cancel.is_set():  # the run is being reported without it
                 raise Cancelled("extraction skipped: the run was interrupted")
-            _clear(dest)
+            clear_path(dest)
             dest.parent.mkdir(parents=True, exist_ok=True)
             report = extract_zip(zip_path, dest, self._limits, redact=self._redact)
             found.directory, found.files, found.size = dest, report.files, report.bytes
@@ -199,9 +200,7 @@ class Downloads:
         except BadRequest as exc:
             if job.has_artifacts is not None:  # said it had some, then had none
                 found.warnings.append(f"artifacts not downloaded: {exc}")
-        except ApiError as exc:
-            found.warnings.append(f"artifacts not downloaded: {exc}")
-        except EctfError as exc:  # broke off or damaged, after the client's retries
+        except EctfError as exc:  # refused, broke off or damaged, after the client's retries
             found.warnings.append(f"artifacts not downloaded: {exc}")
         except OSError as exc:
             found.warnings.append(f"artifacts not saved: {exc}")
@@ -214,8 +213,9 @@ class Downloads:
         return found
 
 
-def _clear(dest: Path) -> None:
-    """Empty a job's folder before extracting into it, without following a symlink."""
+def clear_path(dest: Path) -> None:
+    """Remove what is at *dest* (a file, a link, or a folder with all it holds), without
+    following a link: a job's folder is replaced whole, never merged into."""
     if dest.is_symlink() or dest.is_file():
         dest.unlink()
     elif dest.is_dir():

@@ -12,7 +12,8 @@ command line build these once, at the outside, and pass them down.
 - `ClientFactory`: how an entry point makes its HTTP client, injected so tests can pass
   their own.
 
-Kept light at import time (no HTTP library): `--help` start-up is benchmarked.
+Kept light at import time (no HTTP library, not even pathlib, which brings urllib.parse):
+`--help` start-up is benchmarked.
 """
 
 from __future__ import annotations
@@ -21,13 +22,14 @@ import contextlib
 import signal
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
 from .errors import EXIT_SIGINT, EXIT_SIGTERM, RunAborted
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from .client import EctfClient
 
 # (api_url, token) -> a client; entry points default to `default_client`.
@@ -96,12 +98,16 @@ class Environment(Mapping[str, str]):
     def file_command(self, name: str) -> Path | None:
         """The runner's file-command file (`GITHUB_OUTPUT`, `GITHUB_STATE`,
         `GITHUB_STEP_SUMMARY`); None outside Actions, where nothing is written there."""
+        from pathlib import Path
+
         value = self.value(name) if self.in_actions else ""
         return Path(value) if value else None
 
     def home(self) -> Path:
         """Where `~/.ectf-config` lives: HOME (the runner sets it for a container),
         else the account's home, else a folder that does not exist (no config file)."""
+        from pathlib import Path
+
         home = self.value("HOME")
         if home:
             return Path(home)
@@ -129,10 +135,6 @@ class Inputs:
     def source(self, name: str) -> str:
         """Where *name*'s value comes from, for messages: `--api-url` or `input api-url`."""
         return f"--{name}" if self._flags.get(name) is not None else f"input {name}"
-
-    def flag(self, name: str) -> str | None:
-        """The flag's own value (never the environment's): what may hold a secret."""
-        return self._flags.get(name)
 
 
 # -- signals -------------------------------------------------------------------------------

@@ -76,9 +76,7 @@ FollowReason = Literal["finished", "stopped", "timed-out", "canceled"]
 class FollowResult:
     flow: Flow | None
     reason: FollowReason
-    polls: int = 0
-    first_seen: dict[str, float] = field(default_factory=dict)
-    finished_at: dict[str, float] = field(default_factory=dict)
+    finished_at: dict[str, float] = field(default_factory=dict)  # job id -> seen finished
 
 
 def diff_jobs(previous: Flow | None, current: Flow, elapsed: float) -> list[JobChange]:
@@ -141,7 +139,6 @@ def follow_flow(
         if cancel is not None and cancel.is_set():
             result.reason = "canceled"
             return result
-        result.polls += 1
         try:
             current = client.get_flow(flow, flow_id)
         except Cancelled:  # a signal came while the request was on its way
@@ -159,7 +156,6 @@ def follow_flow(
         now = clock.now()
         changes = diff_jobs(previous, current, now - start)
         for change in changes:
-            result.first_seen.setdefault(change.job.id, now)
             if change.job.status.finished:
                 result.finished_at.setdefault(change.job.id, now)
         result.flow, previous = current, current

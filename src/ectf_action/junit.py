@@ -17,8 +17,8 @@ import xml.etree.ElementTree as ET
 from junit_xml import TestCase, TestSuite
 
 from .models import JobStatus
-from .results import JobOutcome, RunResult, RunStatus
-from .text import clean_terminal_text
+from .results import NO_LOG, JobOutcome, RunResult, RunStatus
+from .text import clean_terminal_text, one_line
 
 MAX_NAME_CHARS = 200
 MAX_MESSAGE_CHARS = 1000
@@ -27,8 +27,6 @@ FLOW_CASE_NAME = "flow"
 
 # Everything XML 1.0 allows, minus the C1 controls it merely discourages.
 _ILLEGAL_XML = re.compile("[^\t\n\r\x20-\x7e\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
-
-_NO_LOG = "No log was found in the job's artifacts."
 
 _FLOW_MESSAGES = {
     RunStatus.SUCCEEDED: "The flow succeeded without reporting any job.",
@@ -51,11 +49,6 @@ def xml_text(text: str, limit: int, *, keep_end: bool = False) -> str:
     return "..." + text[-(limit - 3) :] if keep_end else text[: limit - 3] + "..."
 
 
-def one_line(text: str) -> str:
-    """A server-given name as one plain line: no escapes, no controls, no line breaks."""
-    return " ".join(clean_terminal_text(text).split())
-
-
 def _seconds(value: float) -> str:
     return f"{max(0.0, value):.3f}"
 
@@ -69,7 +62,7 @@ def _job_case(outcome: JobOutcome, classname: str) -> TestCase:
         )
         # The first error line is what test reporters show first; the tail below it.
         first = xml_text(one_line(outcome.first_error), MAX_MESSAGE_CHARS)
-        case.add_failure_info(message=first or f"job {name} failed", output=log or _NO_LOG)
+        case.add_failure_info(message=first or f"job {name} failed", output=log or NO_LOG)
         return case
     reason = outcome.skip_reason()
     if reason is not None:

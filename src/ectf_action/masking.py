@@ -10,13 +10,13 @@ it prints.
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from .text import RUNNER_LINE_BREAK
+
 REDACTED = "***"
-_LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 
 class Redactor:
@@ -38,14 +38,11 @@ class Redactor:
         with self._lock:
             if secret in self._secrets:
                 return False
-            for candidate in (secret, *(line for line in _LINE_BREAK.split(secret))):
+            for candidate in (secret, *(line for line in RUNNER_LINE_BREAK.split(secret))):
                 if candidate.strip() and candidate not in self._secrets:
                     self._secrets.append(candidate)
             self._secrets.sort(key=len, reverse=True)
             return True
-
-    def __contains__(self, secret: object) -> bool:
-        return secret in self._secrets
 
     def redact(self, text: str) -> str:
         for secret in self._secrets:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from .models import JobStatus
 from .results import JobOutcome, RunResult, RunStatus
-from .text import clean, clean_terminal_text
+from .text import clean, clean_line, clean_terminal_text
 
 MAX_MESSAGE_CHARS = 500
 MAX_NAME_CHARS = 40
@@ -26,10 +26,6 @@ LEFT_QUEUED = "left running on the server, not followed (wait: false)"
 
 def _keep(text: str) -> str:
     return text
-
-
-def _one_line(text: str, limit: int) -> str:
-    return clean(" ".join(clean_terminal_text(text).split()), limit)
 
 
 def first_error_line(job: JobOutcome) -> str:
@@ -49,23 +45,25 @@ def result_line(result: RunResult, redact: Callable[[str], str] = _keep) -> str:
         parts[0] += f" ({len(result.jobs)} jobs)"
     failed = [job for job in result.jobs if job.status is JobStatus.FAILED]
     if failed:
-        names = ", ".join(_one_line(redact(job.name), MAX_NAME_CHARS) for job in failed[:MAX_NAMES])
+        names = ", ".join(
+            clean_line(redact(job.name), MAX_NAME_CHARS) for job in failed[:MAX_NAMES]
+        )
         more = f" and {len(failed) - MAX_NAMES} more" if len(failed) > MAX_NAMES else ""
         parts.append(f"failed jobs: {names}{more}")
     for job in failed:
         error = first_error_line(job)
         if error.strip():
-            name = _one_line(redact(job.name), MAX_NAME_CHARS)
-            parts.append(f"first error ({name}): {_one_line(redact(error), MAX_ERROR_CHARS)}")
+            name = clean_line(redact(job.name), MAX_NAME_CHARS)
+            parts.append(f"first error ({name}): {clean_line(redact(error), MAX_ERROR_CHARS)}")
             break
     if result.status is RunStatus.QUEUED:
         parts.append(LEFT_QUEUED)
     if result.status in _TOLD_BY_MESSAGE and result.message:
-        parts.append(_one_line(redact(result.message), MAX_MESSAGE_CHARS))
+        parts.append(clean_line(redact(result.message), MAX_MESSAGE_CHARS))
     return clean("; ".join(parts), MAX_MESSAGE_CHARS)
 
 
 def invalid_input_line(problem: str, redact: Callable[[str], str] = _keep) -> str:
     """The line of a run stopped by an input error, before anything was sent."""
-    text = _one_line(redact(problem), MAX_MESSAGE_CHARS)
+    text = clean_line(redact(problem), MAX_MESSAGE_CHARS)
     return clean(f"eCTF run: error; invalid input, nothing was sent; {text}", MAX_MESSAGE_CHARS)

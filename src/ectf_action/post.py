@@ -134,12 +134,14 @@ def _cancel_unsaved_flow(
             "flow it queued is meant to keep running, so the post step leaves it alone."
         )
         return EXIT_OK
+    from .acquire import same_active_flow
+
     factory = _trusting(factory, settings.ca_bundle)
     remote = settings.flow == "remote"
     try:
         client = factory(settings.api_url, settings.token)
         try:
-            active = client.find_active_flow(settings.flow, None if remote else settings.commit)
+            active = same_active_flow(client, settings)
         finally:
             client.close()
     except EctfError as exc:
@@ -148,7 +150,7 @@ def _cancel_unsaved_flow(
             title="eCTF post step",
         )
         return EXIT_OK
-    if active is None or not active.matches(settings.queue_body()):
+    if active is None:
         commands.info(NOTHING_QUEUED)
         return EXIT_OK
     waiting = _waiting_for_a_person(settings, active)

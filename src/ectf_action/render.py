@@ -44,7 +44,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from .text import clean, clean_terminal_text, plural
+from .masking import Redactor
+from .text import RUNNER_LINE_BREAK, and_list, clean, clean_terminal_text, plural
 
 DEFAULT_FOLD_LINES = 8
 DEFAULT_WIDTH = 100
@@ -53,7 +54,6 @@ MAX_WIDTH = 200
 ANNOTATIONS_PER_KIND = 10  # GitHub's limit per step, for each of error, warning, notice
 MAX_MESSAGE_CHARS = 4096
 LISTED_MESSAGE_LINES = 4  # lines of a message in the folded annotation list
-REDACTED = "***"
 
 RUNNER_COMMANDS = frozenset(
     {
@@ -82,8 +82,6 @@ BOLD = "1"
 DIM = "2"
 ITALIC = "3"
 _KIND_STYLES = {"error": "1;31", "warning": "1;33", "notice": "1;36"}
-
-_LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 
 def paint(text: str, style: str, color: bool) -> str:
@@ -221,24 +219,6 @@ def _number(value: str | None) -> int | None:
     return int(value) if value and value.isascii() and value.isdigit() and int(value) else None
 
 
-class _Masks:
-    """The registered secrets, each replaced by `***`, the longest first."""
-
-    def __init__(self) -> None:
-        self._values: list[str] = []
-
-    def add(self, value: str) -> None:
-        for candidate in [value, *_LINE_BREAK.split(value)]:
-            if candidate.strip() and candidate not in self._values:
-                self._values.append(candidate)
-        self._values.sort(key=len, reverse=True)
-
-    def __call__(self, text: str) -> str:
-        for value in self._values:
-            text = text.replace(value, REDACTED)
-        return text
-
-
 # -- the live view -------------------------------------------------------------------------
 
 
@@ -267,7 +247,7 @@ class GitHubView(io.TextIOBase, TextIO):
         self._known = set(RUNNER_COMMANDS)
         self._stopped = False
         self._stop_token = ""
-        self._mask = _Masks()
+        self._masks = Redactor()
         self._group: _Group | None = None
         self._annotations: list[Annotation] = []
         self._unlisted = dict.fromkeys(ANNOTATION_KINDS, 0)
@@ -293,7 +273,7 @@ class GitHubView(io.TextIOBase, TextIO):
             held = ""
             if buffered.endswith("\r"):  # maybe the first half of a CRLF
                 buffered, held = buffered[:-1], "\r"
-            *complete, rest = _LINE_BREAK.split(buffered)
+            *complete, rest = RUNNER_LINE_BREAK.split(buffered)
             self._pending = rest + held
             for line in complete:
                 self._read(line)
@@ -333,28 +313,28 @@ class GitHubView(io.TextIOBase, TextIO):
                 self._known.discard(self._stop_token.lower())
                 self._stopped = False
             else:
-                self._show([inert(self._mask(line))])
+                self._show([inert(self._masks.redact(line))])
             return
         if command is None:
-            self._show([inert(self._mask(line))])
+            self._show([inert(self._masks.redact(line))])
         elif command.name == "stop-commands":
             self._stopped = True
             self._stop_token = command.data
             self._known.add(command.data.lower())
         elif command.name == "add-mask":
             if command.data.strip():
-                self._mask.add(command.data)
+                self._masks.add(command.data)
             else:
                 message = "Can't add secret mask for empty string in ##[add-mask] command."
                 self._annotate(Annotation("warning", message))
         elif command.name == "group":
             self._end_group()
-            self._group = _Group(inert(self._mask(command.data)))
+            self._group = _Group(inert(self._masks.redact(command.data)))
             self._emit([paint(f"> {self._group.title}", BOLD, self._color)])
         elif command.name == "endgroup":
             self._end_group()
         elif command.name in ANNOTATION_KINDS:
-            self._annotate(Annotation.of(command, self._mask))
+            self._annotate(Annotation.of(command, self._masks.redact))
 
     def _annotate(self, annotation: Annotation) -> None:
         if sum(a.kind == annotation.kind for a in self._annotations) >= ANNOTATIONS_PER_KIND:
@@ -364,7 +344,7 @@ class GitHubView(io.TextIOBase, TextIO):
         if not annotation.message:
             return  # the runner writes no log line for an empty message
         label = _LABELS[annotation.kind] + ": "
-        first, *more = [inert(part) for part in _LINE_BREAK.split(annotation.message)]
+        first, *more = [inert(part) for part in RUNNER_LINE_BREAK.split(annotation.message)]
         shown = [paint(label, _KIND_STYLES[annotation.kind], self._color) + first]
         shown += self._folded([" " * len(label) + part for part in more], " " * len(label))
         self._show(shown)
@@ -399,8 +379,7 @@ class GitHubView(io.TextIOBase, TextIO):
         named = [plural(n, kind) for kind, n in counts.items() if n]
         if not named:
             return []
-        phrase = named[0] if len(named) == 1 else ", ".join(named[:-1]) + " and " + named[-1]
-        lines = ["", paint("Annotations", BOLD, self._color) + f": {phrase}"]
+        lines = ["", paint("Annotations", BOLD, self._color) + f": {and_list(named)}"]
         for annotation in self._annotations:
             lines += self._listed(annotation)
         for kind, count in self._unlisted.items():
@@ -415,7 +394,7 @@ class GitHubView(io.TextIOBase, TextIO):
         """`Error: path#L3 - title: message`, the message's further lines below it."""
         label = paint(_LABELS[annotation.kind] + ":", _KIND_STYLES[annotation.kind], self._color)
         head = [inert(part) for part in (annotation.location(), annotation.title) if part]
-        parts = [inert(part) for part in _LINE_BREAK.split(annotation.message)]
+        parts = [inert(part) for part in RUNNER_LINE_BREAK.split(annotation.message)]
         first = " - ".join(head)
         if first and parts[0]:
             first += ": " if annotation.title else " - "

@@ -14,6 +14,11 @@ if TYPE_CHECKING:
     from .diagnostics import JobDiagnostics
 
 
+# What every report (JUnit, the summary, the annotations) says of a failed job whose
+# artifacts hold no log.
+NO_LOG = "No log was found in the job's artifacts."
+
+
 class RunStatus(enum.StrEnum):
     """The `status` output (contract)."""
 

@@ -103,8 +103,6 @@ INPUTS: tuple[InputSpec, ...] = (
 )
 INPUT_NAMES: tuple[str, ...] = tuple(spec.name for spec in INPUTS)
 _DEFAULTS = {spec.name: spec.default for spec in INPUTS}
-# Inputs for which an explicitly empty value means "off" rather than "not given".
-_EMPTY_DISABLES = frozenset({"junit-path"})
 
 
 @dataclass(frozen=True)
@@ -279,7 +277,7 @@ def load_settings(
         pending_inputs=pending_inputs,
         artifacts_path=artifacts_path,
         download_artifacts=cast(ArtifactsMode, download),
-        max_artifact_bytes=max(1, int(max_mb * MIB)),
+        max_artifact_bytes=artifact_cap_bytes(max_mb),
         junit_path=junit_path,
         job_summary=job_summary,
         fail_on=fail_on,
@@ -296,6 +294,11 @@ def load_settings(
         server_url=environment.value("GITHUB_SERVER_URL"),
         repository=environment.value("GITHUB_REPOSITORY"),
     )
+
+
+def artifact_cap_bytes(max_mb: float) -> int:
+    """max-artifact-mb in bytes (at least one): the cap `run` and `flows download` share."""
+    return max(1, int(max_mb * MIB))
 
 
 def check_token(token: str, *, name: str = "token") -> None:

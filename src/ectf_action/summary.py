@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 
 from .models import JobStatus
-from .results import JobOutcome, RunResult, RunStatus
+from .results import NO_LOG, JobOutcome, RunResult, RunStatus
 from .text import clean_terminal_text, format_elapsed, format_size, plural, tail_text, watch_hint
 
 DEFAULT_BUDGET = 256 * 1024
@@ -33,7 +33,6 @@ _TABLE_HEAD = (
     "| Job | Status | Time observed | Artifacts | Folder |\n"
     "| --- | --- | --- | --- | --- |\n"
 )
-_NO_LOG = "No log was found in the job's artifacts."
 _NO_ROOM = "The log was left out: no room left in the summary."
 _SAFE_CODE = re.compile(r"[A-Za-z0-9._/-]{1,200}")
 # A link into the repository as annotations.blob_url builds it: nothing that could end
@@ -180,7 +179,7 @@ class _LogBlock:
         if body:
             inner = f"{self.fence}text\n{body}\n{self.fence}"
         else:
-            inner = _NO_LOG if text is None or not self.text else _NO_ROOM
+            inner = NO_LOG if text is None or not self.text else _NO_ROOM
         return f"<details><summary>{summary}</summary>\n\n{self.table}{inner}\n\n</details>\n\n"
 
     def render_within(self, size: int) -> tuple[str, bool]:

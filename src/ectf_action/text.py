@@ -5,9 +5,14 @@ so they are made safe here once."""
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Protocol
 
 PROG = "ectf-action"
+# Where the GitHub runner ends a line of a step's output (.NET's ReadLine): CR, LF or
+# CRLF. The workflow-command writer, the masks (registered line by line, as the runner
+# keeps them) and the terminal view all split on it.
+RUNNER_LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 
 class _NamedJob(Protocol):
@@ -92,6 +97,13 @@ def plural(count: int, word: str) -> str:
     return f"{count:,} {word}{'' if count == 1 else 's'}"
 
 
+def and_list(items: Sequence[str]) -> str:
+    """`a`, `a and b`, `a, b and c`: a few counts or names in a sentence."""
+    if len(items) < 2:
+        return "".join(items)
+    return ", ".join(items[:-1]) + " and " + items[-1]
+
+
 # -- terminal output from the server ------------------------------------------------------
 
 _ANSI = re.compile(
@@ -116,6 +128,18 @@ def clean_terminal_text(text: str) -> str:
     if "\r" in text:
         text = "\n".join(line.rsplit("\r", 1)[-1] for line in text.split("\n"))
     return _UNPRINTABLE.sub("", text)
+
+
+def one_line(text: str) -> str:
+    """Server output as one plain line: `clean_terminal_text`, then every run of
+    whitespace (line breaks too) one space."""
+    return " ".join(clean_terminal_text(text).split())
+
+
+def clean_line(text: str, limit: int) -> str:
+    """`one_line`, shown safely and shortened to *limit* as `clean` does: what a report
+    quotes from a log or a job's name."""
+    return clean(one_line(text), limit)
 
 
 # Prefixes that loggers put before each line of a tool's output: ISO-8601 stamps

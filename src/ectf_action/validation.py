@@ -6,7 +6,6 @@ allowed; `name` is the flag or input the user typed, so the message points at it
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -77,13 +76,6 @@ def parse_mapping(text: str, *, name: str) -> dict[str, Any]:
     if not isinstance(data, Mapping):
         raise InvalidInput(name, f"must be a mapping (key: value), got a {type(data).__name__}")
     return {str(k): v for k, v in data.items()}
-
-
-def parse_json_value(text: str, *, name: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InvalidInput(name, f"not valid JSON: {exc.msg} at position {exc.pos}") from None
 
 
 def parse_bool(value: str, *, name: str) -> bool:

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TextIO
 
 from .masking import Redactor
+from .text import RUNNER_LINE_BREAK
 
 # GitHub drops a step summary over 1 MiB (keeping only an annotation); refuse to grow
 # the file past it, so that what was already written stays visible.
@@ -36,7 +37,6 @@ SUMMARY_FILE_LIMIT = 1024 * 1024
 # The runner reads its output with .NET's ReadLine, which ends a line at "\r", "\n" or
 # "\r\n", and takes a line for a command when it starts, after leading whitespace, with
 # "::name ...::" (current form), or when it holds "##[name ...]" anywhere (legacy form).
-_LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _COMMAND_LIKE = re.compile(r"^\s*::|##\[")
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
@@ -70,7 +70,7 @@ def new_delimiter() -> str:
 
 def _lines(text: str) -> list[str]:
     """Split as the runner does, so a lone CR cannot start a line we did not check."""
-    return _LINE_BREAK.split(text)
+    return RUNNER_LINE_BREAK.split(text)
 
 
 class WorkflowCommands:

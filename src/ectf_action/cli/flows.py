@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import threading
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import EXIT_FLOW_FAILED, EXIT_OK, InvalidInput
@@ -26,11 +25,13 @@ from .context import (
 )
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from ..client import EctfClient
     from ..config import Config
-    from ..downloads import ArtifactsMode
     from ..follow import JobChange, PollSchedule
     from ..models import Flow, Job
+    from ..settings import ArtifactsMode
     from .job_folders import JobFolders, SavedJob
 
 EXAMPLE_FLOW_ID = "3fa85f64-5717-4562-b3fc-2c963f66afa6"
@@ -143,6 +144,8 @@ def flows_cancel(ctx: Context) -> int:
 
 
 def flows_watch(ctx: Context) -> int:
+    from pathlib import Path
+
     from .job_folders import check_destination
 
     name = flow_name(ctx.args.flow)
@@ -163,6 +166,8 @@ def flows_watch(ctx: Context) -> int:
 
 
 def flows_download(ctx: Context) -> int:
+    from pathlib import Path
+
     from ..downloads import wants_artifacts
     from ..text import plural
     from .job_folders import check_destination, exit_code_of

@@ -21,8 +21,9 @@ from ..errors import EXIT_OK, EXIT_SERVER, InvalidInput
 
 if TYPE_CHECKING:
     from ..clock import Clock
-    from ..downloads import ArtifactsMode, Downloads, JobArtifacts, JobOutputSource
+    from ..downloads import Downloads, JobArtifacts, JobOutputSource
     from ..models import Job
+    from ..settings import ArtifactsMode
 
 WAIT_STEP_SECONDS = 0.05  # how often the progress lines are looked for
 STAGING_PREFIX = ".ectf-partial-"
@@ -95,12 +96,13 @@ class JobFolders:
         max_mb: float | None = None,
     ) -> None:
         from ..livelog import LiveLog
+        from ..settings import artifact_cap_bytes
 
         self._client = client
         self._flow = flow
         self._dest = dest
         self._cancel = cancel
-        self._max_bytes = max(1, int((max_mb or default_max_mb()) * 1024 * 1024))
+        self._max_bytes = artifact_cap_bytes(max_mb or default_max_mb())
         self._log = LiveLog(lambda line: note(line + "\n"), clock)
         self._staging: Path | None = None
         self._downloads: Downloads | None = None
@@ -181,14 +183,13 @@ class JobFolders:
 
     def _move_into_place(self, found: JobArtifacts) -> None:
         """A whole job folder, from staging into DIR (replacing an older one)."""
+        from ..downloads import clear_path
+
         staged = found.directory
         if staged is None or self._staging is None or staged.parent != self._staging:
             return
         final = self._dest / staged.name
-        if final.is_symlink() or final.is_file():
-            final.unlink()
-        elif final.is_dir():
-            shutil.rmtree(final)
+        clear_path(final)
         staged.rename(final)
         found.directory = final
 

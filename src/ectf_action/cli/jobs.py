@@ -21,21 +21,31 @@ from .context import (
 from .flows import EXAMPLE_FLOW_ID
 
 if TYPE_CHECKING:
-    from ..client import EctfClient
+    from ..client import Download, EctfClient
 
 EXAMPLE_JOB_ID = "981b2de7-f03f-4780-9cd1-1b6a893a0221"
 
 
-def interruptible_download(ctx: Context, download: Callable[[threading.Event], Any]) -> int:
-    """Run a download that a signal may cancel; report the saved file."""
+def download_unless_interrupted(
+    ctx: Context, download: Callable[[threading.Event], Download]
+) -> Download | None:
+    """Run a download that a signal may cancel: what it saved, or None (said on stderr)
+    when a signal stopped it and nothing was saved."""
     from ..errors import Cancelled
 
     with ctx.interrupts.installed() as cancel:
         try:
-            result = download(cancel)
+            return download(cancel)
         except Cancelled:
             ctx.stderr.write("error: download interrupted; nothing was saved\n")
-            return ctx.interrupts.exit_code
+            return None
+
+
+def interruptible_download(ctx: Context, download: Callable[[threading.Event], Download]) -> int:
+    """Run a download that a signal may cancel; report the saved file."""
+    result = download_unless_interrupted(ctx, download)
+    if result is None:
+        return ctx.interrupts.exit_code
     data = {"path": str(result.path), "size": result.size, "content_type": result.content_type}
     ctx.emit(data, f"Saved {result.path} ({result.size:,} bytes).\n")
     return EXIT_OK

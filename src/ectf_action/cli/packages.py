@@ -4,7 +4,6 @@ sync a folder with the server."""
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import EXIT_FLOW_FAILED, EXIT_OK, InvalidInput
@@ -18,9 +17,11 @@ from .context import (
     path_segment,
     render_json,
 )
-from .jobs import interruptible_download
+from .jobs import download_unless_interrupted, interruptible_download
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from ..packages import PackageResult, SyncReport
 
 DECRYPT_COMMAND = "openssl enc -d -aes-256-cbc -pbkdf2 -salt -k KEY -in TEAM.enc -out TEAM.zip"
@@ -51,19 +52,17 @@ def packages_get(ctx: Context) -> int:
 def _get_and_decrypt(ctx: Context, name: str, key: str) -> int:
     """`get --key`: the package as served to NAME.enc, decrypted beside it to NAME.zip."""
     from ..crypto import check_available, decrypt_file
-    from ..errors import Cancelled
 
     check_available()
     _check_key(key)
     zip_dest = output_path(ctx.args.output, f"{name}.zip", force=ctx.args.force)
     enc_dest = output_path(str(_encrypted_beside(zip_dest)), "", force=ctx.args.force)
     client = ctx.client()
-    with ctx.interrupts.installed() as cancel:
-        try:
-            got = client.download_package(name, enc_dest, cancel=cancel)
-        except Cancelled:
-            ctx.stderr.write("error: download interrupted; nothing was saved\n")
-            return ctx.interrupts.exit_code
+    got = download_unless_interrupted(
+        ctx, lambda cancel: client.download_package(name, enc_dest, cancel=cancel)
+    )
+    if got is None:
+        return ctx.interrupts.exit_code
     ctx.note(f"Saved {got.path} ({got.size:,} bytes).\n")
     done = decrypt_file(enc_dest, zip_dest, key)
     data = {
@@ -77,6 +76,8 @@ def _get_and_decrypt(ctx: Context, name: str, key: str) -> int:
 
 
 def packages_decrypt(ctx: Context) -> int:
+    from pathlib import Path
+
     from ..crypto import check_available, decrypt_file
 
     check_available()
@@ -95,6 +96,8 @@ def packages_decrypt(ctx: Context) -> int:
 
 
 def packages_sync(ctx: Context) -> int:
+    from pathlib import Path
+
     from ..packages import load_keys, sync_packages
 
     keys = load_keys(_read_text(ctx.args.keys, "--keys")) if ctx.args.keys else {}
@@ -156,6 +159,8 @@ def _encrypted_beside(zip_dest: Path) -> Path:
 
 
 def _read_text(path: str, name: str) -> str:
+    from pathlib import Path
+
     try:
         return Path(path).read_text(encoding="utf-8")
     except OSError as exc:

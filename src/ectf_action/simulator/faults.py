@@ -38,7 +38,6 @@ FAULT_KINDS: Final = (
     "hang",
     "echo",
 )
-REPLACING_KINDS: Final = ("error", "rate_limit", "drop", "html", "not_json", "vanish", "hang")
 STALL_THEN: Final = ("continue", "close")
 
 
