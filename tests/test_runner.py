@@ -658,3 +658,13 @@ def test_remote_flow_sends_the_target_team(
     assert queued == [{"target_team": "mitre"}]
     assert ran.status is RunStatus.SUCCEEDED
     assert "against team mitre" in ran.log[0]
+
+
+def test_the_live_log_names_an_ipv6_server_as_given(
+    tmp_path: Path, server: FakeServer, clock: FakeClock
+) -> None:
+    """The API URL cannot hold credentials (an input error), so the log shows it whole:
+    an IPv6 host keeps its brackets."""
+    server.api_url = "http://[::1]:8000"
+    ran = run(tmp_path, server, clock, **{"api-url": "http://[::1]:8000"})
+    assert "on http://[::1]:8000 (timeout" in ran.log[0]

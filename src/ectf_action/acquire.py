@@ -21,7 +21,7 @@ from .follow import follow_flow
 from .models import Flow
 from .results import RunStatus
 from .settings import Settings
-from .text import cancel_hint, clean
+from .text import PROG, cancel_hint, clean
 
 SLOT_FREE_SECONDS = 60.0  # how long a cancelled flow may keep the slot before we give up
 CONFLICT_RETRY_SECONDS = 2.0
@@ -144,7 +144,7 @@ class Acquirer:
         flow = self.settings.flow
         return (
             f"The run was interrupted while the {flow} flow was being queued, and {why}. If it "
-            f"made the flow, the post step cancels it; check with `ectf-action flows list {flow}`."
+            f"made the flow, the post step cancels it; check with `{PROG} flows list {flow}`."
         )
 
     def _active_flow(self, flow_id: str | None) -> Flow | None:

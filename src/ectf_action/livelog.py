@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 from .annotations import first_error_line, locate
 from .clock import Clock
@@ -38,7 +37,7 @@ class LiveLog:
         else:
             what = f"for commit {settings.commit} of {settings.git_url}"
         self.line(
-            f"eCTF {settings.flow} flow {what} on {public_url(settings.api_url)} "
+            f"eCTF {settings.flow} flow {what} on {settings.api_url} "
             f"(timeout {settings.timeout_seconds / 60:g} min, polling {settings.poll_schedule})"
         )
 
@@ -70,12 +69,3 @@ class LiveLog:
             first = first_error_line(locate(diagnostics, None), found.log_tail)
             if first:
                 self.line(f"{name} failed: {first}")
-
-
-def public_url(url: str) -> str:
-    """The URL without any user:password part, for the log."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
