@@ -30,6 +30,8 @@ class LiveLog:
         self._write(f"{log_stamp(self._clock.now() - self._start)} {text}")
 
     def started(self, settings: Settings) -> None:
+        """The run's first line; the stamps count from here."""
+        self._start = self._clock.now()
         if settings.flow_id is not None:
             what = f"{settings.flow_id} (the flow-id input)"
         elif settings.flow == "remote":

@@ -137,7 +137,6 @@ class Runner:
         self.client = client
         self.clock = clock
         self.cancel = cancel
-        self._write_log = log
         self._log = LiveLog(log, clock)
         self._on_flow_id = on_flow_id
         self._on_left_running = on_left_running
@@ -158,7 +157,6 @@ class Runner:
     def run(self) -> RunOutcome:
         self._start = self.clock.now()
         self._deadline = self._start + self.settings.timeout_seconds
-        self._log = LiveLog(self._write_log, self.clock)  # stamped from the run's start
         self._log.started(self.settings)
         settings = self.settings
         downloads = Downloads(
